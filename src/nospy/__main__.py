@@ -1,0 +1,3 @@
+from nospy.cli import main
+
+main()

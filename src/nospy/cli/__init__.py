@@ -1,0 +1,77 @@
+"""The ``nospy`` command line. Thin: it parses arguments, calls the stages and maps errors to exit
+codes (0 every checked clause passes, 1 a clause or signature fails, 2 bad usage or unreadable input).
+Only this package calls ``sys.exit``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from nospy import __version__
+from nospy.cli import _agreement, _demo, _keys
+from nospy.cli._common import err_console
+from nospy.errors import NospyError, VerificationError
+
+app = typer.Typer(
+    name="nospy",
+    help="Check no-spy, no-backdoor agreements between equipment vendors and their customers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nospy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Check no-spy, no-backdoor agreements between equipment vendors and their customers."""
+
+
+app.add_typer(_keys.app, name="keys")
+app.add_typer(_agreement.app, name="agreement")
+app.command("demo")(_demo.demo)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return the exit code.
+
+    Commands signal a failing check with ``typer.Exit(1)``; nospy's own errors are mapped here, so a
+    user never sees a traceback for bad input.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="nospy")
+    except SystemExit as exc:  # typer's standalone mode always ends here on success or usage error
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except VerificationError as exc:
+        err_console.print(f"[bold red]verification failed:[/] {exc}", highlight=False)
+        return 1
+    except NospyError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except Exception as exc:
+        if os.environ.get("NOSPY_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set NOSPY_DEBUG=1 for a traceback)",
+            highlight=False,
+        )
+        return 2
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
