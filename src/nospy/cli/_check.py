@@ -1,0 +1,56 @@
+"""``nospy check``: every clause of an agreement against the evidence given."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from nospy import agreement as agr
+from nospy._fileio import write_atomic
+from nospy.cli._common import err_console
+from nospy.findings import Target
+from nospy.keys import read_verifier_key
+from nospy.report import Format, render
+from nospy.verify import EvidenceSource
+from nospy.verify import check as run_check
+
+
+def check(
+    agreement: Path = typer.Argument(..., help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
+    key: list[Path] = typer.Option(
+        [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
+    ),
+    fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report here (default: standard output)."
+    ),
+) -> None:
+    """Check equipment against an agreement: one verdict per clause (exit 0 all pass, 1 a clause fails)."""
+    signed_by: list[str] = []
+    if key:
+        verifiers = [read_verifier_key(k) for k in key]
+        parsed = agr.verify(agr.read_envelope(agreement), verifiers, str(agreement))
+        signed_by = [v.label for v in verifiers]
+    else:
+        parsed = agr.load(agreement)
+        err_console.print(
+            "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
+        )
+    sources: list[EvidenceSource] = []
+    report = run_check(
+        parsed,
+        sources,
+        Target(path=str(agreement)),
+        signed_by,
+        progress=lambda text: err_console.print(f"[dim]{text}[/]"),
+    )
+    text = render(report, fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text.encode())
+        err_console.print(f"wrote {output}")
+    if report.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Firmware: unpack vendor images into one virtual tree, extract facts, apply rules."""
