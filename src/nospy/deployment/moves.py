@@ -44,14 +44,12 @@ def _zone_moves(f: Finding) -> list[Move]:
     zone = ev.get("zone")
     out = []
     for d in ev.get("devices", []):
-        if zone is None:
-            action = f"give it a zone ({d.get('zone_from', 'no zone')}), or move it to " + (
-                ", ".join(allowed) or "no zone: the agreement allows none"
-            )
-        elif allowed:
-            action = f"move it out of zone {zone} to {' or '.join(allowed)}, or replace it with another vendor's"
+        if not allowed:
+            action = "replace it with another vendor's: the agreement allows this vendor in no zone"
+        elif zone is None:
+            action = f"put it in zone {' or '.join(allowed)} and record that ({d.get('zone_from', 'no zone')})"
         else:
-            action = f"replace it with another vendor's: the agreement allows {f'{zone}'!s} no such equipment"
+            action = f"move it out of zone {zone} to {' or '.join(allowed)}, or replace it with another vendor's"
         out.append(
             Move(
                 rule=f.rule,

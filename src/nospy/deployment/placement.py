@@ -128,6 +128,12 @@ def _zone_findings(placed: list[_Placed], placement: Placement, vendor: str, sou
         if p.vendor and not _allowed(p.zone.zone, placement):
             by_zone[p.zone.zone].append(p)
     allowed = ", ".join(placement.zones) or "none"
+    if not placement.zones and by_zone:
+        # the agreement allows the vendor in no zone at all: where each device sits does not matter
+        group = [p for g in by_zone.values() for p in g]
+        message = f"{_plural(len(group), f'{vendor} device')} in the network, where the agreement allows none: "
+        evidence = {"zone": None, "allowed_zones": [], "devices": [p.evidence() for p in group]}
+        return [Finding.of("placement.zone", message + _names(group), location=source, evidence=evidence)]
     out = []
     for zone, group in sorted(by_zone.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
         if zone is None:
