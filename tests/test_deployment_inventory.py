@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nospy.deployment.interface import DeploymentError, Device
 from nospy.deployment.inventory import parse_inventory, read_inventory
@@ -179,3 +183,41 @@ def test_bad_zones_files_name_the_line(text: bytes, message: str) -> None:
 
 def test_empty_zones_file_is_no_mapping() -> None:
     assert parse_zones(b"# nothing yet\n", "z.yaml").zones == {}
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_value_anywhere_in_a_netbox_page_is_read_or_refused(data: st.DataObject) -> None:
+    """Structure-aware fuzzing: a real NetBox API page with one value replaced by any JSON value."""
+    doc = json.loads((DATA / "netbox-devices.json").read_text())
+    path = data.draw(st.sampled_from(_paths(doc)[1:]))
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = data.draw(_JSON)
+    try:
+        inv = parse_inventory(json.dumps(doc).encode(), "netbox.json")
+    except DeploymentError:
+        return
+    # every item is either a device or an error entry, never silently dropped
+    assert len(inv.devices) + len(inv.errors) == len(doc["results"])
+    for d in inv.devices:
+        assert d.name and d.manufacturer

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nospy.deployment.interface import DeploymentError
 from nospy.deployment.terraform import STORE_TYPES, parse_plan, read_plan
@@ -325,7 +327,8 @@ def test_google_placement_zone_and_provider_region() -> None:
         (b"[]", "expected an object"),
         (b'{"planned_values": {}}', "no format_version"),
         (b'{"format_version": "2.0", "values": {}}', "not supported"),
-        (b'{"format_version": "1.0", "values": []}', "not an object"),
+        (b'{"format_version": "1.0", "values": []}', "values: Input should be a valid dictionary"),
+        (b'{"format_version": "x", "values": {}}', "not a version"),
     ],
 )
 def test_bad_input_is_an_input_error(data: bytes, message: str) -> None:
@@ -340,5 +343,50 @@ def test_empty_state_has_no_stores() -> None:
 
 def test_every_store_type_belongs_to_a_provider_it_names() -> None:
     prefixes = {"aws": "aws_", "gcp": "google_", "azure": "azurerm_"}
-    for rtype, st in STORE_TYPES.items():
-        assert rtype.startswith(prefixes[st.cloud.value]), rtype
+    for rtype, store_type in STORE_TYPES.items():
+        assert rtype.startswith(prefixes[store_type.cloud.value]), rtype
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _at(doc: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_value_anywhere_in_a_real_plan_is_read_or_refused(data: st.DataObject) -> None:
+    """Structure-aware fuzzing: a real plan with one value replaced by any JSON value."""
+    doc = json.loads((Path(__file__).resolve().parents[1] / "examples" / "plan.json").read_text())
+    paths = _paths(doc)[1:]
+    # containers more often: replacing one with another value is what confuses a reader of nested documents
+    containers = [p for p in paths if isinstance(_at(doc, p), (dict, list))]
+    path = data.draw(st.sampled_from(containers) | st.sampled_from(paths))
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = data.draw(_JSON)
+    try:
+        stores = parse_plan(json.dumps(doc).encode(), "plan.json").stores()
+    except DeploymentError:
+        return
+    for s in stores:
+        assert all(isinstance(r, str) and r for r in s.regions)

@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from nospy._fileio import read_limited
 from nospy.deployment.interface import Cloud, DataStore, DeploymentError, RegionSource
 
-__all__ = ["MAX_PLAN_BYTES", "STORE_TYPES", "Plan", "StoreType", "parse_plan", "read_plan"]
+__all__ = ["MAX_PLAN_BYTES", "STORE_TYPES", "Plan", "PlanDocument", "StoreType", "parse_plan", "read_plan"]
 
 MAX_PLAN_BYTES = 256 << 20
 
@@ -166,6 +168,11 @@ def _str(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _strings(value: Any) -> list[str]:
+    """A list-of-strings attribute (a lone string is not a list of its characters)."""
+    return [v.strip() for v in value if isinstance(v, str) and v.strip()] if isinstance(value, list) else []
+
+
 def _blocks(value: Any) -> list[dict[str, Any]]:
     """A nested block as Terraform writes it: a list of objects (or one object, for single blocks)."""
     if isinstance(value, dict):
@@ -210,23 +217,19 @@ def _gcp_values(values: dict[str, Any]) -> tuple[list[str], str]:
     placement = [
         _gcp_region(loc)
         for b in _blocks(values.get("custom_placement_config"))
-        for loc in (b.get("data_locations") or [])
-        if _str(loc)
+        for loc in _strings(b.get("data_locations"))
     ]
     if placement:
         return placement, "custom_placement_config.data_locations"
     persistence = [
-        r
-        for b in _blocks(values.get("message_storage_policy"))
-        for r in (b.get("allowed_persistence_regions") or [])
-        if _str(r)
+        r for b in _blocks(values.get("message_storage_policy")) for r in _strings(b.get("allowed_persistence_regions"))
     ]
     if persistence:
         return persistence, "message_storage_policy.allowed_persistence_regions"
     clusters = [_gcp_region(z) for b in _blocks(values.get("cluster")) if (z := _str(b.get("zone")))]
     if clusters:
         return sorted(set(clusters)), "cluster.zone"
-    if storage := [s for s in (values.get("storage_locations") or []) if _str(s)]:
+    if storage := _strings(values.get("storage_locations")):
         return storage, "storage_locations"
     if (config := _str(values.get("config"))) and config.startswith("regional-"):
         return [config.removeprefix("regional-")], f"config {config}"
@@ -293,6 +296,98 @@ def _module_key(path: tuple[str, ...]) -> str:
     return ".".join(f"module.{p}" for p in path)
 
 
+# --- the document --------------------------------------------------------------------------------
+# The parts of the JSON output format this reader uses. Unknown keys are ignored, as the format asks
+# of readers of a 1.x document; a known key of the wrong type is an error naming where it is.
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StateResource(_Doc):
+    address: str
+    mode: str = "managed"
+    type: str
+    name: str = ""
+    provider_name: str | None = None
+    values: dict[str, Any] | None = None
+
+
+class StateModule(_Doc):
+    address: str | None = None
+    resources: list[StateResource] | None = None
+    child_modules: list[StateModule] | None = None
+
+
+class StateValues(_Doc):
+    root_module: StateModule | None = None
+
+
+class PriorState(_Doc):
+    values: StateValues | None = None
+
+
+class Change(_Doc):
+    actions: list[str] | None = None
+
+
+class ResourceChange(_Doc):
+    address: str
+    change: Change | None = None
+
+
+class PlanVariable(_Doc):
+    value: Any = None
+
+
+class ConfigVariable(_Doc):
+    default: Any = None
+
+
+class ConfigResource(_Doc):
+    address: str
+    mode: str = "managed"
+    provider_config_key: str | None = None
+    expressions: dict[str, Any] | None = None
+
+
+class ModuleCall(_Doc):
+    expressions: dict[str, Any] | None = None
+    module: ConfigModule | None = None
+
+
+class ConfigModule(_Doc):
+    resources: list[ConfigResource] | None = None
+    module_calls: dict[str, ModuleCall] | None = None
+    variables: dict[str, ConfigVariable | None] | None = None
+
+
+class ProviderConfig(_Doc):
+    name: str | None = None
+    alias: str | None = None
+    module_address: str | None = None
+    expressions: dict[str, Any] | None = None
+
+
+class Configuration(_Doc):
+    provider_config: dict[str, ProviderConfig] | None = None
+    root_module: ConfigModule | None = None
+
+
+class PlanDocument(_Doc):
+    """``terraform show -json`` output: a plan (``planned_values``) or a state (``values``)."""
+
+    format_version: str
+    terraform_version: str | None = None
+    variables: dict[str, PlanVariable | None] | None = None
+    planned_values: StateValues | None = None
+    values: StateValues | None = None
+    resource_changes: list[ResourceChange] | None = None
+    prior_state: PriorState | None = None
+    configuration: Configuration | None = None
+
+
 # --- the plan ----------------------------------------------------------------------------------------
 
 
@@ -306,63 +401,37 @@ class _Resource:
     values: dict[str, Any]
 
 
-def _walk(module: Any, where: str) -> Iterator[_Resource]:
-    if not isinstance(module, dict):
+def _walk(module: StateModule | None) -> Iterator[_Resource]:
+    if module is None:
         return
-    path = _module_path(_str(module.get("address")))
-    for r in module.get("resources") or []:
-        if not isinstance(r, dict):
-            continue
-        address, rtype = _str(r.get("address")), _str(r.get("type"))
-        if address is None or rtype is None:
-            raise DeploymentError(f"{where}: a resource without address or type")
-        values = r.get("values")
-        yield _Resource(
-            address=address,
-            module=path,
-            mode=_str(r.get("mode")) or "managed",
-            type=rtype,
-            name=_str(r.get("name")) or "",
-            values=values if isinstance(values, dict) else {},
-        )
-    for child in module.get("child_modules") or []:
-        yield from _walk(child, where)
+    path = _module_path(module.address)
+    for r in module.resources or []:
+        yield _Resource(r.address, path, r.mode, r.type, r.name, r.values or {})
+    for child in module.child_modules or []:
+        yield from _walk(child)
 
 
 class Plan:
     """One ``terraform show -json`` document: a plan or a state."""
 
-    def __init__(self, doc: dict[str, Any], source: str) -> None:
+    def __init__(self, doc: PlanDocument, source: str) -> None:
         self.source = source
-        self.doc = doc
-        version = doc.get("format_version")
-        if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+", version):
-            raise DeploymentError(
-                f"{source}: no format_version: not the output of `terraform show -json` (a plan or a state)"
-            )
+        version = doc.format_version
+        if not re.fullmatch(r"\d+\.\d+", version):
+            raise DeploymentError(f"{source}: format_version {version!r} is not a version")
         if version.split(".")[0] not in ("0", "1"):
             raise DeploymentError(f"{source}: format_version {version} is not supported (this nospy reads 1.x)")
-        self.is_plan = "planned_values" in doc or "resource_changes" in doc
-        current = doc.get("planned_values") if self.is_plan else doc.get("values")
-        if current is not None and not isinstance(current, dict):
-            raise DeploymentError(f"{source}: {'planned_values' if self.is_plan else 'values'} is not an object")
-        self.resources = list(_walk((current or {}).get("root_module"), source))
-        prior = doc.get("prior_state")
-        prior_values = prior.get("values") if isinstance(prior, dict) else None
-        self.prior = {
-            r.address: r for r in _walk((prior_values or {}).get("root_module") if prior_values else None, source)
-        }
+        self.is_plan = doc.planned_values is not None or doc.resource_changes is not None
+        current = doc.planned_values if self.is_plan else doc.values
+        self.resources = list(_walk(current.root_module if current else None))
+        prior = doc.prior_state.values if doc.prior_state else None
+        self.prior = {r.address: r for r in _walk(prior.root_module if prior else None)}
         self.by_address = {r.address: r for r in self.resources}
-        self.changes: dict[str, dict[str, Any]] = {}
-        for rc in doc.get("resource_changes") or []:
-            if isinstance(rc, dict) and isinstance(rc.get("address"), str) and isinstance(rc.get("change"), dict):
-                self.changes[rc["address"]] = rc["change"]
-        config = doc.get("configuration")
-        self.config: dict[str, Any] = config if isinstance(config, dict) else {}
-        pcs = self.config.get("provider_config")
-        self.provider_configs: dict[str, Any] = pcs if isinstance(pcs, dict) else {}
-        variables = doc.get("variables")
-        self.variables: dict[str, Any] = variables if isinstance(variables, dict) else {}
+        self.actions = {rc.address: (rc.change.actions or []) if rc.change else [] for rc in doc.resource_changes or []}
+        config = doc.configuration or Configuration()
+        self.root_config = config.root_module
+        self.provider_configs = config.provider_config or {}
+        self.variables = doc.variables or {}
 
     @property
     def kind(self) -> str:
@@ -370,24 +439,17 @@ class Plan:
 
     # configuration lookups
 
-    def _config_module(self, path: tuple[str, ...]) -> dict[str, Any] | None:
-        module = self.config.get("root_module")
+    def _config_module(self, path: tuple[str, ...]) -> ConfigModule | None:
+        module = self.root_config
         for name in path:
-            if not isinstance(module, dict):
-                return None
-            call = (module.get("module_calls") or {}).get(name)
-            module = call.get("module") if isinstance(call, dict) else None
-        return module if isinstance(module, dict) else None
+            call = ((module.module_calls or {}) if module else {}).get(name)
+            module = call.module if call else None
+        return module
 
-    def _config_resource(self, r: _Resource) -> dict[str, Any] | None:
+    def _config_resource(self, r: _Resource) -> ConfigResource | None:
         module = self._config_module(r.module)
-        if module is None:
-            return None
         want = f"{r.type}.{r.name}" if r.mode == "managed" else f"data.{r.type}.{r.name}"
-        for c in module.get("resources") or []:
-            if isinstance(c, dict) and c.get("address") == want:
-                return c
-        return None
+        return next((c for c in (module.resources or []) if c.address == want), None) if module else None
 
     def _resolve(self, expr: Any, path: tuple[str, ...], depth: int = 0) -> tuple[Any, str]:
         """The value of a configuration expression, and how it was found (value None: unresolved)."""
@@ -395,7 +457,8 @@ class Plan:
             return None, "no expression"
         if "constant_value" in expr:
             return expr["constant_value"], "a constant"
-        refs = [r for r in expr.get("references") or [] if isinstance(r, str)]
+        raw = expr.get("references")
+        refs = [r for r in raw if isinstance(r, str) and r] if isinstance(raw, list) else []
         if not refs:
             return None, "an expression Terraform could not record"
         ref = refs[0]
@@ -423,41 +486,38 @@ class Plan:
     def _variable(self, name: str, path: tuple[str, ...], depth: int) -> tuple[Any, str]:
         if not path:
             var = self.variables.get(name)
-            if isinstance(var, dict) and var.get("value") is not None:
-                return var["value"], f"var.{name} = {var['value']!r}"
+            if var is not None and var.value is not None:
+                return var.value, f"var.{name} = {var.value!r}"
             return None, f"var.{name} (no value in the plan)"
         parent = self._config_module(path[:-1])
-        call = ((parent or {}).get("module_calls") or {}).get(path[-1])
-        expr = ((call or {}).get("expressions") or {}).get(name) if isinstance(call, dict) else None
+        call = ((parent.module_calls or {}) if parent else {}).get(path[-1])
+        expr = (call.expressions or {}).get(name) if call else None
         if expr is not None:
             value, how = self._resolve(expr, path[:-1], depth + 1)
             return value, f"var.{name} of module.{path[-1]} from {how}"
-        module = self._config_module(path) or {}
-        default = ((module.get("variables") or {}).get(name) or {}).get("default")
-        if default is not None:
-            return default, f"var.{name} of module.{path[-1]} defaults to {default!r}"
+        module = self._config_module(path)
+        declared = ((module.variables or {}) if module else {}).get(name)
+        if declared is not None and declared.default is not None:
+            return declared.default, f"var.{name} of module.{path[-1]} defaults to {declared.default!r}"
         return None, f"var.{name} of module.{path[-1]} (no value given)"
 
-    def _provider(self, r: _Resource) -> tuple[str | None, dict[str, Any] | None, str]:
+    def _provider(self, r: _Resource) -> tuple[str | None, ProviderConfig | None, str]:
         """The provider configuration a resource uses: (key, config, how it was found)."""
         conf = self._config_resource(r)
-        key = _str((conf or {}).get("provider_config_key"))
-        if key is None:
+        key = conf.provider_config_key if conf else None
+        if not key:
             return None, None, "the plan has no configuration for it"
         pc = self.provider_configs.get(key)
-        if isinstance(pc, dict):
+        if pc is not None:
             return key, pc, f"provider {key}"
         # A key Terraform did not normalise: a module using its parent's provider. Follow it up only
         # when the parent module has exactly one configuration of that provider (so no alias could
         # have been passed down instead).
-        local = key.rsplit(":", 1)[-1]
-        name = local.split(".", 1)[0]
+        name = key.rsplit(":", 1)[-1].split(".", 1)[0]
         for up in range(len(r.module) - 1, -1, -1):
             scope = _module_key(r.module[:up])
             found = [
-                (k, v)
-                for k, v in self.provider_configs.items()
-                if isinstance(v, dict) and v.get("name") == name and (v.get("module_address") or "") == scope
+                (k, v) for k, v in self.provider_configs.items() if v.name == name and (v.module_address or "") == scope
             ]
             if len(found) == 1:
                 return found[0][0], found[0][1], f"provider {found[0][0]} (inherited by {key})"
@@ -492,44 +552,42 @@ class Plan:
         regions, how = _values_regions(st.cloud, r.values)
         if regions:
             return made(regions, RegionSource.RESOURCE, f"the resource's {how}")
-        change = self.changes.get(r.address) or {}
-        actions = change.get("actions") or []
         prior = self.prior.get(r.address)
-        if prior is not None and "create" not in actions:
+        if prior is not None and "create" not in self.actions.get(r.address, []):
             regions, how = _values_regions(st.cloud, prior.values)
             if regions:
                 return made(regions, RegionSource.RESOURCE, f"the resource's {how}, in the current state")
         tried: list[str] = []
         conf = self._config_resource(r)
-        expressions = (conf or {}).get("expressions") or {}
+        expressions = (conf.expressions if conf else None) or {}
         for attr in ("region", "location", "zone", "availability_zone", "location_id"):
             if attr in expressions:
                 value, how = self._resolve(expressions[attr], r.module)
-                if _str(value):
-                    region = _gcp_region(value) if st.cloud is Cloud.GCP else value
-                    if st.cloud is Cloud.AWS and attr == "availability_zone" and (m := _AWS_ZONE.match(value)):
+                if region := _str(value):
+                    if st.cloud is Cloud.GCP:
+                        region = _gcp_region(region)
+                    elif st.cloud is Cloud.AWS and attr == "availability_zone" and (m := _AWS_ZONE.match(region)):
                         region = m.group(1)
                     return made([region], RegionSource.CONFIGURATION, f"{attr} from {how}")
                 tried.append(f"{attr}: {how}")
         if st.parent and st.parent in expressions:
-            value, how = self._parent_location(expressions[st.parent], r)
-            if value:
-                return made([value], RegionSource.REFERENCE, how)
+            found, how = self._parent_location(expressions[st.parent], r)
+            if found:
+                return made([found], RegionSource.REFERENCE, how)
             tried.append(f"{st.parent}: {how}")
         if st.provider_attr:
             key, pc, how = self._provider(r)
             if pc is not None:
-                expr = (pc.get("expressions") or {}).get(st.provider_attr)
+                expr = (pc.expressions or {}).get(st.provider_attr)
                 if expr is None:
                     tried.append(
                         f"{how} sets no {st.provider_attr}: it comes from the environment or shared "
                         "configuration when Terraform runs"
                     )
                 else:
-                    scope = _module_path(_str(pc.get("module_address")))
-                    value, vhow = self._resolve(expr, scope)
-                    if _str(value):
-                        region = _gcp_region(value) if st.cloud is Cloud.GCP else value
+                    value, vhow = self._resolve(expr, _module_path(pc.module_address))
+                    if region := _str(value):
+                        region = _gcp_region(region) if st.cloud is Cloud.GCP else region
                         return made([region], RegionSource.PROVIDER, f"{st.provider_attr} of {how} from {vhow}", key)
                     tried.append(f"{st.provider_attr} of {how}: {vhow}")
             else:
@@ -541,11 +599,11 @@ class Plan:
         return made([], None, "; ".join(tried))
 
     def _parent_location(self, expr: Any, r: _Resource) -> tuple[str | None, str]:
-        refs = [x for x in (expr.get("references") or []) if isinstance(x, str)] if isinstance(expr, dict) else []
+        raw = expr.get("references") if isinstance(expr, dict) else None
+        refs = [x for x in raw if isinstance(x, str) and x] if isinstance(raw, list) else []
         if not refs:
             return None, "no reference to the resource it belongs to"
-        parts = _split_address(refs[0])
-        target = ".".join(parts[:2])
+        target = ".".join(_split_address(refs[0])[:2])
         prefix = f"{_module_key(r.module)}." if r.module else ""
         for table in (self.by_address, self.prior):
             res = table.get(prefix + target) or table.get(prefix + target + "[0]")
@@ -558,15 +616,28 @@ class Plan:
 
 def parse_plan(data: bytes, source: str) -> Plan:
     try:
-        doc = json.loads(data)
+        raw = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise DeploymentError(f"{source}: not JSON: {exc}") from None
-    if not isinstance(doc, dict):
+    if not isinstance(raw, dict):
         raise DeploymentError(f"{source}: not a Terraform JSON plan or state (expected an object)")
+    if "format_version" not in raw:
+        raise DeploymentError(
+            f"{source}: no format_version: not the output of `terraform show -json` (a plan or a state)"
+        )
     try:
-        return Plan(doc, source)
+        doc = PlanDocument.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors(include_url=False)
+        ]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DeploymentError(
+            f"{source}: not a Terraform JSON plan or state: {'; '.join(problems[:3])}{more}"
+        ) from None
     except RecursionError:
         raise DeploymentError(f"{source}: modules nested too deeply") from None
+    return Plan(doc, source)
 
 
 def read_plan(path: Path) -> Plan:
