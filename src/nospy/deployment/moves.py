@@ -133,7 +133,9 @@ def render_text(plan: MovePlan, width: int = 140) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, highlight=False, force_terminal=False, soft_wrap=False)
     console.print(f"[bold]{plan.agreement}[/]: deployment report ({', '.join(plan.checked) or 'no evidence read'})")
-    if not plan.moves:
+    if not plan.moves and plan.errors:
+        console.print("[yellow]nothing to move was found, but some evidence could not be read:[/] see below")
+    elif not plan.moves:
         console.print("nothing must move: the deployment evidence read meets the agreement")
     for rule, title in (
         ("placement.zone", "devices in zones the agreement does not allow"),
