@@ -238,6 +238,23 @@ def test_resource_region_argument_beats_the_provider() -> None:
     assert (store.regions, store.region_source and store.region_source.value) == (["ap-south-1"], "resource")
 
 
+def test_own_region_unknown_until_apply_is_not_replaced_by_the_provider_region() -> None:
+    data = _plan(
+        [_res("aws_s3_bucket.b", "aws_s3_bucket", {"bucket": "b"})],
+        {"aws": _aws({"constant_value": "ap-south-1"})},
+        [
+            _conf(
+                "aws_s3_bucket.b",
+                "aws",
+                {"region": {"references": ["aws_s3_bucket.other.region", "aws_s3_bucket.other"]}},
+            )
+        ],
+    )
+    (store,) = parse_plan(data, "plan.json").stores()
+    assert store.regions == []
+    assert store.region_detail == "region is set to aws_s3_bucket.other.region (not known until apply)"
+
+
 def test_replaced_resource_does_not_keep_its_old_region() -> None:
     prior = [_res("aws_ebs_volume.v", "aws_ebs_volume", {"availability_zone": "ap-southeast-1a", "size": 1})]
     planned = [_res("aws_ebs_volume.v", "aws_ebs_volume", {"size": 1})]

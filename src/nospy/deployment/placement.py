@@ -23,7 +23,7 @@ from typing import Any
 from nospy.agreement.schema import Agreement, Placement
 from nospy.deployment.interface import Device, Inventory
 from nospy.deployment.vendor import Match, VendorMatcher
-from nospy.deployment.zones import ZoneAssignment, Zones, assign_zone, fold, site_kinds
+from nospy.deployment.zones import SiteKindIndex, ZoneAssignment, ZoneIndex, Zones, fold
 from nospy.findings import Finding
 
 __all__ = ["NOT_IN_NETWORK", "PlacementResult", "check_placement"]
@@ -75,8 +75,9 @@ def check_placement(agreement: Agreement, inventory: Inventory, zones: Zones, so
     placement = agreement.placement
     matcher = VendorMatcher(agreement.vendor, zones.vendor_aliases)
     known = list(placement.zones) if placement else []
+    index = ZoneIndex(zones, known)
     placed = [
-        _Placed(d, assign_zone(d, zones, known), matcher.match(d.manufacturer))
+        _Placed(d, index.assign(d), matcher.match(d.manufacturer))
         for d in inventory.devices
         if (d.status or "") not in NOT_IN_NETWORK
     ]
@@ -206,10 +207,11 @@ def _site_findings(
     placed: list[_Placed], placement: Placement, zones: Zones, vendor: str, source: str
 ) -> list[Finding]:
     groups: dict[tuple[str, str], list[tuple[_Placed, str]]] = defaultdict(list)
+    index = SiteKindIndex(zones, placement.excluded_sites)
     for p in placed:
         if not p.vendor:
             continue
-        for kind, how in site_kinds(p.device, zones, placement.excluded_sites):
+        for kind, how in index.find(p.device):
             groups[(kind, p.device.site or "(no site)")].append((p, how))
     out = []
     for (kind, site), group in sorted(groups.items()):

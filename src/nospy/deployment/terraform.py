@@ -432,6 +432,7 @@ class Plan:
         self.root_config = config.root_module
         self.provider_configs = config.provider_config or {}
         self.variables = doc.variables or {}
+        self._config_index: dict[tuple[str, ...], dict[str, ConfigResource]] = {}
 
     @property
     def kind(self) -> str:
@@ -447,9 +448,11 @@ class Plan:
         return module
 
     def _config_resource(self, r: _Resource) -> ConfigResource | None:
-        module = self._config_module(r.module)
-        want = f"{r.type}.{r.name}" if r.mode == "managed" else f"data.{r.type}.{r.name}"
-        return next((c for c in (module.resources or []) if c.address == want), None) if module else None
+        index = self._config_index.get(r.module)
+        if index is None:
+            module = self._config_module(r.module)
+            index = self._config_index[r.module] = {c.address: c for c in (module.resources or [])} if module else {}
+        return index.get(f"{r.type}.{r.name}" if r.mode == "managed" else f"data.{r.type}.{r.name}")
 
     def _resolve(self, expr: Any, path: tuple[str, ...], depth: int = 0) -> tuple[Any, str]:
         """The value of a configuration expression, and how it was found (value None: unresolved)."""
@@ -569,6 +572,9 @@ class Plan:
                     elif st.cloud is Cloud.AWS and attr == "availability_zone" and (m := _AWS_ZONE.match(region)):
                         region = m.group(1)
                     return made([region], RegionSource.CONFIGURATION, f"{attr} from {how}")
+                if attr != "availability_zone":
+                    # the resource sets its own location, so the provider's does not apply: unknown
+                    return made([], None, f"{attr} is set to {how}")
                 tried.append(f"{attr}: {how}")
         if st.parent and st.parent in expressions:
             found, how = self._parent_location(expressions[st.parent], r)

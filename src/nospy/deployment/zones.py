@@ -21,6 +21,8 @@ fails the placement clause for the vendor's devices rather than passing them.
 
 from __future__ import annotations
 
+import functools
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,26 @@ from nospy._fileio import read_limited
 from nospy.deployment import _yaml
 from nospy.deployment.interface import DeploymentError, Device
 
-__all__ = ["MAX_ZONES_BYTES", "ZoneAssignment", "ZoneRule", "Zones", "fold", "parse_zones", "read_zones"]
+__all__ = [
+    "MAX_ZONES_BYTES",
+    "SiteKindIndex",
+    "ZoneAssignment",
+    "ZoneIndex",
+    "ZoneRule",
+    "Zones",
+    "assign_zone",
+    "fold",
+    "parse_zones",
+    "read_zones",
+    "site_kinds",
+]
 
 MAX_ZONES_BYTES = 4 << 20
 
 Name = str
 
 
+@functools.lru_cache(maxsize=1 << 16)  # inventories repeat the same few roles, sites and tags
 def fold(name: str) -> str:
     return "-".join(name.replace("_", " ").replace("-", " ").casefold().split())
 
@@ -65,61 +80,105 @@ class ZoneAssignment:
     how: str  # for evidence: "role 'core-router' (zones file)", "no zone: ..."
 
 
-def _matches(pattern: str, names: Iterable[str | None]) -> bool:
-    p = fold(pattern)
-    for n in names:
-        if not n:
-            continue
-        f = fold(n)
-        if f == p or (p.endswith("*") and f.startswith(p[:-1])):
-            return True
-    return False
+class _Lookup:
+    """Folded names -> the labels (zones, site kinds) whose patterns match them."""
+
+    def __init__(self, rules: Iterable[tuple[str, str]]) -> None:
+        self.exact: dict[str, set[str]] = defaultdict(set)
+        self.prefix: list[tuple[str, str]] = []
+        for pattern, label in rules:
+            p = fold(pattern)
+            if p.endswith("*"):
+                self.prefix.append((p[:-1], label))
+            else:
+                self.exact[p].add(label)
+
+    def find(self, names: Iterable[str | None]) -> set[str]:
+        out: set[str] = set()
+        for n in names:
+            if not n:
+                continue
+            f = fold(n)
+            out |= self.exact.get(f, set())
+            out.update(label for pre, label in self.prefix if f.startswith(pre))
+        return out
+
+
+class ZoneIndex:
+    """The zones file prepared for many devices: each device costs a few dictionary look-ups."""
+
+    def __init__(self, zones: Zones, known_zone_names: Iterable[str] = ()) -> None:
+        self.steps = [
+            (step, _Lookup((p, zone) for zone, rule in zones.zones.items() for p in getattr(rule, f"{step}s")))
+            for step in ("tag", "role", "site")
+        ]
+        self.named = {fold(z): z for z in [*zones.zones, *known_zone_names]}
+
+    def assign(self, device: Device) -> ZoneAssignment:
+        if device.zone:
+            return ZoneAssignment(device.zone, f"zone {device.zone!r} given by the inventory")
+        names: list[str | None]
+        for step, lookup in self.steps:
+            if step == "tag":
+                shown, names = ", ".join(device.tags), [*device.tags, *device.tag_slugs]
+            elif step == "role":
+                shown, names = device.role or "", [device.role, device.role_slug]
+            else:
+                shown, names = device.site or "", [device.site, device.site_slug]
+            hits = sorted(lookup.find(names))
+            if len(hits) == 1:
+                return ZoneAssignment(hits[0], f"{step} {shown!r} is in zone {hits[0]!r} (zones file)")
+            if len(hits) > 1:
+                return ZoneAssignment(None, f"zone ambiguous: {step} {shown!r} is in zones {', '.join(hits)}")
+        for name in (device.role, device.role_slug):
+            if name and fold(name) in self.named:
+                z = self.named[fold(name)]
+                return ZoneAssignment(z, f"role {name!r} is named like zone {z!r}")
+        return ZoneAssignment(None, "no zone: no zone column, and no tag, role or site of the zones file matches")
 
 
 def assign_zone(device: Device, zones: Zones, known_zone_names: Iterable[str] = ()) -> ZoneAssignment:
-    if device.zone:
-        return ZoneAssignment(device.zone, f"zone {device.zone!r} given by the inventory")
-    steps: list[tuple[str, str, list[str | None]]] = [
-        ("tag", ", ".join(device.tags), [*device.tags, *device.tag_slugs]),
-        ("role", device.role or "", [device.role, device.role_slug]),
-        ("site", device.site or "", [device.site, device.site_slug]),
-    ]
-    for step, shown, names in steps:
-        hits = [
-            zone for zone, rule in zones.zones.items() if any(_matches(p, names) for p in getattr(rule, f"{step}s"))
+    """The zone of one device (for many, build a `ZoneIndex` once)."""
+    return ZoneIndex(zones, known_zone_names).assign(device)
+
+
+class SiteKindIndex:
+    """The excluded site kinds, with the zones file's sites, tags and roles for each."""
+
+    def __init__(self, zones: Zones, excluded: Iterable[str]) -> None:
+        rules = {fold(k): r for k, r in zones.site_kinds.items()}
+        kinds = list(excluded)
+        self.by_name = _Lookup((k, k) for k in kinds)
+        self.sites = _Lookup((p, k) for k in kinds for p in (rules[fold(k)].sites if fold(k) in rules else []))
+        self.tags = _Lookup((p, k) for k in kinds for p in (rules[fold(k)].tags if fold(k) in rules else []))
+        self.roles = _Lookup((p, k) for k in kinds for p in (rules[fold(k)].roles if fold(k) in rules else []))
+        self.kinds = kinds
+
+    def find(self, device: Device) -> list[tuple[str, str]]:
+        """The excluded site kinds this device is at, each with how it matched."""
+        site_names = [device.site, device.site_slug]
+        tag_names: list[str | None] = [*device.tags, *device.tag_slugs]
+        checks = [
+            (self.by_name.find(site_names), f"site {device.site!r} is named {{kind!r}}"),
+            (self.by_name.find(tag_names), "tagged {kind!r}"),
+            (self.sites.find(site_names), f"site {device.site!r} is a {{kind}} site (zones file)"),
+            (self.tags.find(tag_names), "a tag of the device marks a {kind} site (zones file)"),
+            (
+                self.roles.find([device.role, device.role_slug]),
+                f"role {device.role!r} only serves {{kind}} sites (zones file)",
+            ),
         ]
-        if len(hits) == 1:
-            return ZoneAssignment(hits[0], f"{step} {shown!r} is in zone {hits[0]!r} (zones file)")
-        if len(hits) > 1:
-            return ZoneAssignment(None, f"zone ambiguous: {step} {shown!r} is in zones {', '.join(sorted(hits))}")
-    candidates = {fold(z): z for z in [*zones.zones, *known_zone_names]}
-    for name in (device.role, device.role_slug):
-        if name and fold(name) in candidates:
-            z = candidates[fold(name)]
-            return ZoneAssignment(z, f"role {name!r} is named like zone {z!r}")
-    return ZoneAssignment(None, "no zone: no zone column, and no tag, role or site of the zones file matches")
+        found: list[tuple[str, str]] = []
+        for kind in self.kinds:
+            how = next((text for hits, text in checks if kind in hits), None)
+            if how is not None:
+                found.append((kind, how.format(kind=kind)))
+        return found
 
 
 def site_kinds(device: Device, zones: Zones, excluded: Iterable[str]) -> list[tuple[str, str]]:
-    """The excluded site kinds this device is at, each with how it matched."""
-    found: list[tuple[str, str]] = []
-    for kind in excluded:
-        rule = zones.site_kinds.get(kind) or next(
-            (r for k, r in zones.site_kinds.items() if fold(k) == fold(kind)), None
-        )
-        site_names = [device.site, device.site_slug]
-        tag_names: list[str | None] = [*device.tags, *device.tag_slugs]
-        if _matches(kind, site_names):
-            found.append((kind, f"site {device.site!r} is named {kind!r}"))
-        elif _matches(kind, tag_names):
-            found.append((kind, f"tagged {kind!r}"))
-        elif rule is not None and any(_matches(p, site_names) for p in rule.sites):
-            found.append((kind, f"site {device.site!r} is a {kind} site (zones file)"))
-        elif rule is not None and any(_matches(p, tag_names) for p in rule.tags):
-            found.append((kind, f"a tag of the device marks a {kind} site (zones file)"))
-        elif rule is not None and any(_matches(p, [device.role, device.role_slug]) for p in rule.roles):
-            found.append((kind, f"role {device.role!r} only serves {kind} sites (zones file)"))
-    return found
+    """The excluded site kinds one device is at (for many, build a `SiteKindIndex` once)."""
+    return SiteKindIndex(zones, excluded).find(device)
 
 
 def read_zones(path: Path) -> Zones:
