@@ -110,3 +110,12 @@ def test_unreadable_evidence(tmp_path: Path, examples: Path, capsys: pytest.Capt
     report = json.loads(capsys.readouterr().out)
     assert {v["clause"]: v["status"] for v in report["verdicts"]}["placement"] == "not-checked"
     assert "no device could be read" in report["errors"][0]["message"]
+
+
+def test_report_says_when_the_agreement_has_no_such_clause(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    agreement = tmp_path / "a.yaml"
+    agreement.write_text("nospy: 1\nid: a\ntitle: t\nvendor: ACME\ncustomer: c\n")
+    (tmp_path / "inv.csv").write_text("Name,Manufacturer,Role\nr1,ACME,core\n")
+    assert run(["deployment", "report", str(agreement), "--inventory", str(tmp_path / "inv.csv")]) == 2
+    out = capsys.readouterr().out
+    assert "placement: not in the agreement" in out and "nothing was checked" in out

@@ -134,6 +134,13 @@ def test_unreadable_inventories(data: bytes, name: str, message: str) -> None:
         parse_inventory(data, name)
 
 
+def test_a_row_the_csv_reader_refuses_is_an_error_and_reading_goes_on() -> None:
+    data = b"Name,Manufacturer\nr1,ACME\nr2," + b"x" * 200_000 + b"\nr3,Nokia\n"
+    inv = parse_inventory(data, "x.csv")
+    assert [d.name for d in inv.devices] == ["r1", "r3"]
+    assert [e.location for e in inv.errors] == ["x.csv:3"] and "field limit" in inv.errors[0].message
+
+
 def test_byte_order_mark_and_sniffing() -> None:
     inv = parse_inventory("\ufeffName,Manufacturer\nr1,ACME\n".encode(), "export")
     assert inv.devices[0].name == "r1"

@@ -39,6 +39,8 @@ def test_vendor_matching_says_how() -> None:
     assert exact is not None and exact.method == "exact"
     assert norm is not None and norm.method == "normalised" and "'acme'" in norm.detail
     assert acme.match("ACME Packet") is None  # shares a word, but is another company
+    assert acme.similar("ACME Packet") and acme.similar("Acmee Networks") and not acme.similar("Nokia")
+    assert not acme.similar("ACME")  # matched names are not "similar"
     assert acme.match("Nokia") is None and acme.match("") is None
     huawei = VendorMatcher("Huawei")
     for spelling in ("HUAWEI", "Huawei Technologies Co., Ltd.", "华为"):
@@ -105,6 +107,8 @@ def test_example_inventory_findings(examples: Path) -> None:
         "vendor_devices": 1,
         "vendor_share_percent": 33.33,
     }
+    assert share["devices_of_unknown_zone"] == 1  # edge-pun-01
+    assert result.summary["manufacturers_similar_not_matched"] == []
     assert result.summary["manufacturers_matched"] == [
         "ACME",
         "ACME Networks",

@@ -9,6 +9,7 @@ import typer
 
 from nospy import agreement as agr
 from nospy._fileio import write_atomic
+from nospy.agreement.schema import Clause
 from nospy.cli._common import TextOrJson, err_console
 from nospy.deployment.moves import plan_moves, render_text
 from nospy.deployment.sources import sources_for
@@ -43,7 +44,9 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
     result = check(
         parsed, sources, Target(path=str(agreement)), progress=lambda text: err_console.print(f"[dim]{text}[/]")
     )
-    plan = plan_moves(parsed.id, result.findings, result.errors, [s.label for s in sources])
+    statuses = {v.clause: v.status.value for v in result.verdicts}
+    clauses = {c.value: statuses.get(c, "not in the agreement") for c in (Clause.PLACEMENT, Clause.DATA)}
+    plan = plan_moves(parsed.id, result.findings, result.errors, [s.label for s in sources], clauses)
     text = plan.model_dump_json(indent=2) + "\n" if fmt is TextOrJson.JSON else render_text(plan)
     if output is None:
         sys.stdout.write(text)
@@ -52,5 +55,5 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
         err_console.print(f"wrote {output}")
     if plan.moves:
         raise typer.Exit(1)
-    if plan.errors:
-        raise typer.Exit(2)  # nothing found to move, but not everything could be read
+    if plan.errors or not any(status in ("pass", "fail") for status in clauses.values()):
+        raise typer.Exit(2)  # nothing found to move, but not everything could be read, or nothing was checked

@@ -123,7 +123,10 @@ def _from_csv(text: str, source: str) -> Inventory:
             break
         except csv.Error as exc:
             errors.append(RowError(location=f"{source}:{start}", message=str(exc)))
-            break  # the csv module cannot resynchronise after a malformed quote
+            if reader.line_num < start:
+                break  # nothing was consumed: the reader cannot go on
+            line = reader.line_num  # the bad row is skipped; the reader goes on with the next one
+            continue
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

@@ -8,7 +8,7 @@ or site, a number of devices to replace in a zone over its share, a data store t
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,10 @@ class MovePlan(BaseModel):
     moves: list[Move] = Field(default_factory=list)
     errors: list[ErrorEntry] = Field(default_factory=list)
     checked: list[str] = Field(default_factory=list, description="The evidence sources read.")
+    clauses: dict[str, str] = Field(
+        default_factory=dict,
+        description="placement and data: pass, fail, not-checked, or 'not in the agreement'.",
+    )
 
 
 def _zone_moves(f: Finding) -> list[Move]:
@@ -114,7 +118,11 @@ def _residency_moves(f: Finding) -> list[Move]:
 
 
 def plan_moves(
-    agreement_id: str, findings: Sequence[Finding], errors: Sequence[ErrorEntry] = (), checked: Sequence[str] = ()
+    agreement_id: str,
+    findings: Sequence[Finding],
+    errors: Sequence[ErrorEntry] = (),
+    checked: Sequence[str] = (),
+    clauses: Mapping[str, str] | None = None,
 ) -> MovePlan:
     moves: list[Move] = []
     for f in findings:
@@ -126,15 +134,21 @@ def plan_moves(
             moves += _site_moves(f)
         elif f.rule == "data.residency" and "address" in f.evidence:
             moves += _residency_moves(f)
-    return MovePlan(agreement=agreement_id, moves=moves, errors=list(errors), checked=list(checked))
+    return MovePlan(
+        agreement=agreement_id, moves=moves, errors=list(errors), checked=list(checked), clauses=dict(clauses or {})
+    )
 
 
 def render_text(plan: MovePlan, width: int = 140) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, highlight=False, force_terminal=False, soft_wrap=False)
     console.print(f"[bold]{plan.agreement}[/]: deployment report ({', '.join(plan.checked) or 'no evidence read'})")
+    if plan.clauses:
+        console.print(" · ".join(f"{clause}: {status}" for clause, status in plan.clauses.items()))
     if not plan.moves and plan.errors:
         console.print("[yellow]nothing to move was found, but some evidence could not be read:[/] see below")
+    elif not plan.moves and not any(status in ("pass", "fail") for status in plan.clauses.values()):
+        console.print("[yellow]nothing was checked:[/] the evidence given tests no clause of this agreement")
     elif not plan.moves:
         console.print("nothing must move: the deployment evidence read meets the agreement")
     for rule, title in (

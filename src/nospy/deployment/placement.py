@@ -81,7 +81,7 @@ def check_placement(agreement: Agreement, inventory: Inventory, zones: Zones, so
         for d in inventory.devices
         if (d.status or "") not in NOT_IN_NETWORK
     ]
-    summary = _summary(placed, inventory, agreement.vendor)
+    summary = _summary(placed, inventory, agreement.vendor, matcher)
     if placement is None:
         return PlacementResult([], summary)
     findings = [
@@ -92,7 +92,7 @@ def check_placement(agreement: Agreement, inventory: Inventory, zones: Zones, so
     return PlacementResult(findings, summary)
 
 
-def _summary(placed: list[_Placed], inventory: Inventory, vendor: str) -> dict[str, Any]:
+def _summary(placed: list[_Placed], inventory: Inventory, vendor: str, matcher: VendorMatcher) -> dict[str, Any]:
     per_zone: dict[str, Counter[str]] = defaultdict(Counter)
     for p in placed:
         key = p.zone.zone or "(unknown)"
@@ -108,11 +108,13 @@ def _summary(placed: list[_Placed], inventory: Inventory, vendor: str) -> dict[s
         for z, c in sorted(per_zone.items())
     }
     matched = sorted({p.vendor.manufacturer for p in placed if p.vendor})
+    others = {p.device.manufacturer for p in placed if not p.vendor}
     return {
         "vendor": vendor,
         "devices": len(placed),
         "vendor_devices": sum(1 for p in placed if p.vendor),
         "manufacturers_matched": matched,
+        "manufacturers_similar_not_matched": sorted(m for m in others if matcher.similar(m)),
         "not_in_network": sum(1 for d in inventory.devices if (d.status or "") in NOT_IN_NETWORK),
         "zones": zones,
         "formats": inventory.formats,
@@ -175,6 +177,7 @@ def _share_findings(placed: list[_Placed], placement: Placement, vendor: str, so
     out = []
     for zone in placement.zones:
         in_zone = [p for p in placed if p.zone.zone is not None and fold(p.zone.zone) == fold(zone)]
+        unzoned = sum(1 for p in placed if p.zone.zone is None)
         theirs = [p for p in in_zone if p.vendor]
         if not in_zone:
             continue
@@ -196,6 +199,8 @@ def _share_findings(placed: list[_Placed], placement: Placement, vendor: str, so
                     "share_percent": round(float(share), 2),
                     "max_share_percent": placement.max_share_percent,
                     "must_replace": k,
+                    # devices of no known zone are in no zone's count; some may belong to this one
+                    "devices_of_unknown_zone": unzoned,
                     "devices": [p.evidence() for p in theirs],
                 },
             )

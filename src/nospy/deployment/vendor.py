@@ -11,6 +11,7 @@ how it matched, so a reviewer can reject a wrong one.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -85,6 +86,16 @@ class VendorMatcher:
         aliases.pop(self._core, None)
         self._aliases = aliases
         self._cache: dict[str, Match | None] = {}
+
+    def similar(self, manufacturer: str) -> bool:
+        """True for a name that did not match but looks close (shares a word, or nearly the same
+        spelling): listed in the report so that a reviewer can add an alias if it is the vendor."""
+        if self.match(manufacturer) is not None:
+            return False
+        core = normalise(manufacturer)
+        if set(core.split()) & set(self._core.split()):
+            return True
+        return difflib.SequenceMatcher(None, core, self._core).ratio() >= 0.8
 
     def match(self, manufacturer: str) -> Match | None:
         if manufacturer in self._cache:
