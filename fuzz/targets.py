@@ -91,4 +91,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "inventory_yaml": inventory_yaml,
     "zones_yaml": zones_yaml,
     "terraform_plan": terraform_plan,
+    "terraform_state": terraform_plan,  # the same reader, seeded with a state file as Terraform stores it
 }

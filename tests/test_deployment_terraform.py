@@ -407,3 +407,11 @@ def test_any_value_anywhere_in_a_real_plan_is_read_or_refused(data: st.DataObjec
         return
     for s in stores:
         assert all(isinstance(r, str) and r for r in s.regions)
+
+
+def test_state_file_as_terraform_stores_it_reads_like_show_json() -> None:
+    raw = read_plan(DATA / "terraform.tfstate")
+    assert raw.kind == "state"
+    assert _regions(DATA / "terraform.tfstate") == _regions(DATA / "state.json")
+    with pytest.raises(DeploymentError, match="state file version 3"):
+        parse_plan(b'{"version": 3, "lineage": "x", "modules": []}', "old.tfstate")

@@ -32,6 +32,7 @@ SEEDS = {
     "inventory_yaml": b"devices:\n  - {name: r1, manufacturer: ACME, role: core, site: s1, tags: [a]}\n",
     "zones_yaml": (_EXAMPLES / "zones.yaml").read_bytes(),
     "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
+    "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
 }
 

@@ -9,6 +9,9 @@ version 1 or the pre-1.0 ``0.x``; any other major is refused, as the format asks
 ``aws.ALIAS``, ``module.NAME:aws``; resources' ``provider_config_key``; expressions as
 ``{"constant_value": ...}`` or ``{"references": [...]}``; ``module_calls``).
 
+A state file as Terraform stores it (``terraform.tfstate``, version 4: ``resources`` with
+``module``, ``instances[].index_key`` and ``attributes``) is read as the same document.
+
 For every managed resource of a data-storing type of AWS, Google Cloud or Azure (object storage,
 managed databases, block volumes and file systems, data warehouses, queues and streams that persist
 messages, backup vaults, log stores), the region is taken, in order, from:
@@ -91,6 +94,7 @@ STORE_TYPES: dict[str, StoreType] = {
     "aws_docdb_cluster": _aws(DATABASE),
     "aws_neptune_cluster": _aws(DATABASE),
     "aws_dynamodb_table": _aws(DATABASE),
+    "aws_dynamodb_global_table": _aws(DATABASE),
     "aws_elasticache_cluster": _aws(DATABASE),
     "aws_elasticache_replication_group": _aws(DATABASE),
     "aws_elasticache_serverless_cache": _aws(DATABASE),
@@ -620,27 +624,78 @@ class Plan:
         return None, f"{target} has no known location"
 
 
+class RawInstance(_Doc):
+    index_key: int | str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class RawResource(_Doc):
+    module: str | None = None
+    mode: str = "managed"
+    type: str
+    name: str
+    instances: list[RawInstance] | None = None
+
+
+class RawState(_Doc):
+    """A state file as Terraform stores it (``terraform.tfstate``, ``terraform state pull``): version 4."""
+
+    version: int
+    terraform_version: str | None = None
+    resources: list[RawResource] | None = None
+
+
+def _raw_state(state: RawState, source: str) -> PlanDocument:
+    """A version 4 state file as the same document `terraform show -json` would make of it."""
+    if state.version != 4:
+        raise DeploymentError(f"{source}: state file version {state.version} is not supported (this nospy reads 4)")
+    modules: dict[str, list[StateResource]] = {}
+    for r in state.resources or []:
+        base = f"{r.type}.{r.name}" if r.mode == "managed" else f"data.{r.type}.{r.name}"
+        for inst in r.instances or []:
+            key = inst.index_key
+            index = "" if key is None else f"[{key}]" if isinstance(key, int) else f"[{json.dumps(key)}]"
+            address = f"{r.module}.{base}{index}" if r.module else f"{base}{index}"
+            modules.setdefault(r.module or "", []).append(
+                StateResource(address=address, mode=r.mode, type=r.type, name=r.name, values=inst.attributes)
+            )
+    root = StateModule(
+        resources=modules.pop("", []),
+        # modules flat under the root: a resource's module path is read from its module's address
+        child_modules=[StateModule(address=m, resources=rs) for m, rs in modules.items()],
+    )
+    return PlanDocument(
+        format_version="1.0", terraform_version=state.terraform_version, values=StateValues(root_module=root)
+    )
+
+
+def _invalid(source: str, exc: ValidationError) -> DeploymentError:
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors(include_url=False)
+    ]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return DeploymentError(f"{source}: not a Terraform JSON plan or state: {'; '.join(problems[:3])}{more}")
+
+
 def parse_plan(data: bytes, source: str) -> Plan:
+    """A plan or state: `terraform show -json` output, or a state file (version 4) as Terraform stores it."""
     try:
         raw = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise DeploymentError(f"{source}: not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DeploymentError(f"{source}: not a Terraform JSON plan or state (expected an object)")
-    if "format_version" not in raw:
-        raise DeploymentError(
-            f"{source}: no format_version: not the output of `terraform show -json` (a plan or a state)"
-        )
     try:
-        doc = PlanDocument.model_validate(raw)
+        if "format_version" in raw:
+            doc = PlanDocument.model_validate(raw)
+        elif "version" in raw and "lineage" in raw:
+            doc = _raw_state(RawState.model_validate(raw), source)
+        else:
+            raise DeploymentError(
+                f"{source}: no format_version: neither `terraform show -json` output nor a Terraform state file"
+            )
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors(include_url=False)
-        ]
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise DeploymentError(
-            f"{source}: not a Terraform JSON plan or state: {'; '.join(problems[:3])}{more}"
-        ) from None
+        raise _invalid(source, exc) from None
     except RecursionError:
         raise DeploymentError(f"{source}: modules nested too deeply") from None
     return Plan(doc, source)
