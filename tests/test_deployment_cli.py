@@ -119,3 +119,17 @@ def test_report_says_when_the_agreement_has_no_such_clause(tmp_path: Path, capsy
     assert run(["deployment", "report", str(agreement), "--inventory", str(tmp_path / "inv.csv")]) == 2
     out = capsys.readouterr().out
     assert "placement: not in the agreement" in out and "nothing was checked" in out
+
+
+def test_a_missing_inventory_file_means_placement_is_not_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agreement = tmp_path / "a.yaml"
+    agreement.write_text("nospy: 1\nid: a\ntitle: t\nvendor: ACME\ncustomer: c\nplacement: {zones: [access]}\n")
+    (tmp_path / "inv.csv").write_text("Name,Manufacturer,Role\nr1,ACME,access\n")
+    args = [str(agreement), "--inventory", str(tmp_path / "inv.csv"), "--inventory", str(tmp_path / "gone.csv")]
+    assert run(["check", *args, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {v["clause"]: v["status"] for v in report["verdicts"]}["placement"] == "not-checked"
+    assert report["errors"][0]["location"].endswith("gone.csv")
+    assert "a whole inventory file could not be read" in report["errors"][1]["message"]

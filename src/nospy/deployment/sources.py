@@ -64,11 +64,14 @@ class InventorySource:
         if agreement is not None:
             result = check_placement(agreement, inventory, zones, ", ".join(str(p) for p in self.paths))
             findings, summary = result.findings, result.summary
-            # an inventory with no readable device shows nothing about placement: not a pass
-            if agreement.placement is not None and inventory.devices:
+            # an inventory with no readable device shows nothing about placement, and one with a whole
+            # file missing gives shares of part of the network: neither can pass the clause (its
+            # findings still fail it)
+            if agreement.placement is not None and inventory.devices and len(parts) == len(self.paths):
                 checked.add(Clause.PLACEMENT)
             elif agreement.placement is not None:
-                errors.append(ErrorEntry(source=self.label, message="no device could be read: placement not checked"))
+                why = "a whole inventory file could not be read" if inventory.devices else "no device could be read"
+                errors.append(ErrorEntry(source=self.label, message=f"{why}: placement not checked"))
         return SourceResult(source=source, checked=checked, findings=findings, errors=errors, inventory=summary)
 
 
