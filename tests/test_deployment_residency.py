@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pycountry
@@ -9,7 +10,7 @@ import pytest
 
 from nospy.agreement import load
 from nospy.agreement.schema import Agreement
-from nospy.deployment import regions
+from nospy.deployment import region_check, regions
 from nospy.deployment.interface import Cloud, DataStore, RegionSource
 from nospy.deployment.residency import check_residency
 from nospy.deployment.terraform import read_plan
@@ -47,6 +48,27 @@ def test_region_table_loads_with_its_provenance() -> None:
 def test_region_countries(cloud: Cloud, region: str, countries: list[str]) -> None:
     found = regions.load().get(cloud, region)
     assert found is not None and found.countries == countries
+
+
+def test_aws_regions_missing_from_the_table_are_listed(tmp_path: Path) -> None:
+    # botocore's endpoints.json shape: partitions, each with its regions and their descriptions
+    endpoints = {
+        "partitions": [
+            {
+                "partition": "aws",
+                "regionRegex": "^(us|eu|ap)\\-\\w+\\-\\d+$",
+                "regions": {"ap-south-1": {"description": "Asia Pacific (Mumbai)"}, "ap-south-9": {"description": "X"}},
+                "services": {},
+            },
+            {"partition": "aws-iso", "regions": {"us-iso-east-1": {"description": "US ISO East"}}, "services": {}},
+        ],
+        "version": 3,
+    }
+    assert regions.aws_missing(endpoints, regions.load()) == ["ap-south-9 (X)"]
+    path = tmp_path / "endpoints.json"
+    path.write_text(json.dumps(endpoints))
+    assert region_check.main([str(path)]) == 1
+    assert region_check.main([str(tmp_path / "none.json")]) == 2
 
 
 def test_within_lists_single_regions_first() -> None:

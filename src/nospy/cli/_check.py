@@ -28,7 +28,9 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
     ),
     zones: Path | None = typer.Option(None, "--zones", help="Zones file mapping the inventory's roles/sites/tags."),
     infrastructure: list[Path] = typer.Option(
-        [], "--infrastructure", help="Terraform plan or state as `terraform show -json` writes it (repeatable)."
+        [],
+        "--infrastructure",
+        help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
     fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(

@@ -28,7 +28,9 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
     ),
     zones: Path | None = typer.Option(None, "--zones", help="Zones file mapping the inventory's roles/sites/tags."),
     infrastructure: list[Path] = typer.Option(
-        [], "--infrastructure", help="Terraform plan or state as `terraform show -json` writes it (repeatable)."
+        [],
+        "--infrastructure",
+        help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
     fmt: TextOrJson = typer.Option(TextOrJson.TEXT, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(
@@ -36,7 +38,7 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
     ),
 ) -> None:
     """List what violates the agreement's placement and data clauses, and where each thing may go
-    (exit 0 nothing must move, 1 something must, 2 some evidence could not be read)."""
+    (exit 0 nothing must move, 1 something must, 2 evidence unreadable or nothing checked)."""
     sources = sources_for(inventory, zones, infrastructure)
     if not sources:
         raise InputError("give deployment evidence: --inventory FILE and/or --infrastructure PLAN")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from nospy.deployment.interface import Cloud, DeploymentError, Region
 
-__all__ = ["RegionTable", "load", "normalise_region"]
+__all__ = ["RegionTable", "aws_missing", "load", "normalise_region"]
 
 
 class RegionTable(BaseModel):
@@ -67,3 +68,26 @@ def load() -> RegionTable:
         return RegionTable.model_validate(json.loads(text))
     except (OSError, ValueError, ValidationError) as exc:
         raise DeploymentError(f"the cloud region table (nospy/deployment/data/cloud-regions.json): {exc}") from None
+
+
+# Partitions of botocore's endpoints.json whose regions are public (the ISO partitions are not).
+AWS_PUBLIC_PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov", "aws-eusc"})
+
+
+def aws_missing(endpoints: Any, table: RegionTable) -> list[str]:
+    """AWS regions named in botocore's ``botocore/data/endpoints.json`` that the table lacks.
+
+    Maintenance: ``python -m nospy.deployment.region_check PATH/TO/endpoints.json`` lists them (exit 1
+    if any), each to be added with its country and source.
+    """
+    if not isinstance(endpoints, dict) or not isinstance(endpoints.get("partitions"), list):
+        raise DeploymentError("not botocore's endpoints.json: no 'partitions' list")
+    out = []
+    for partition in endpoints["partitions"]:
+        if not isinstance(partition, dict) or partition.get("partition") not in AWS_PUBLIC_PARTITIONS:
+            continue
+        for rid, info in (partition.get("regions") or {}).items():
+            if table.get(Cloud.AWS, rid) is None:
+                description = info.get("description", "") if isinstance(info, dict) else ""
+                out.append(f"{rid} ({description})")
+    return sorted(out)

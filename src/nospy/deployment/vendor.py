@@ -32,8 +32,9 @@ _GENERIC = frozenset(
 )
 
 # Names of the same vendor that share no words after normalisation: former names, names in the
-# vendor's home script, and the names of units that carry the parent's equipment. Keys and values
-# are compared normalised.
+# vendor's home script, and the names of units that carry the parent's equipment (from the companies'
+# public histories: Nokia took over Alcatel-Lucent in 2016 and ran its network business as Nokia
+# Siemens Networks / Nokia Solutions and Networks before). Keys and values are compared normalised.
 KNOWN_ALIASES: Mapping[str, tuple[str, ...]] = {
     "huawei": ("华为", "華為", "huawei technologies co ltd"),
     "zte": ("中兴", "中興", "zhongxing", "zte corporation"),
