@@ -48,7 +48,8 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
         err_console.print(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
-    sources: list[EvidenceSource] = [*deployment_sources(inventory, zones, infrastructure)]
+    sources: list[EvidenceSource] = []
+    sources += deployment_sources(inventory, zones, infrastructure)
     report = run_check(
         parsed,
         sources,
