@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,56 @@ def test_any_value_anywhere_in_a_netbox_page_is_read_or_refused(data: st.DataObj
     assert len(inv.devices) + len(inv.errors) == len(doc["results"])
     for d in inv.devices:
         assert d.name and d.manufacturer
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Name,Status,Site,Role,Manufacturer,Type,Tags",  # NetBox's device list export (verbose names)
+        "ID,Name,Status,Tenant,Site,Device Role,Manufacturer,Device Type,Tags",  # older verbose names
+        "name,status,site,role,manufacturer,device_type,tags",  # NetBox's import format
+        "name,status,site,device_role,manufacturer,device_type,tags",  # its name before NetBox 3.6
+        "Hostname,Status,Site,Role,Vendor,Model,Tags",  # a plain export
+    ],
+)
+def test_header_spellings(header: str) -> None:
+    columns = header.split(",")
+    values = {"id": "7", "tenant": "Bharat", "name": "r1", "hostname": "r1", "status": "Active", "site": "s1"}
+    row = [values.get(c.casefold(), "") for c in columns]
+    for i, c in enumerate(columns):
+        folded = c.casefold().replace("_", " ")
+        if folded in ("role", "device role"):
+            row[i] = "core-router"
+        elif folded in ("manufacturer", "vendor"):
+            row[i] = "ACME"
+        elif folded in ("type", "device type", "model"):
+            row[i] = "CR-9000"
+        elif folded == "tags":
+            row[i] = "core,critical"
+    (dev,) = parse_inventory(f'{header}\n{",".join(row[:-1])},"{row[-1]}"\n'.encode(), "x.csv").devices
+    assert (dev.name, dev.manufacturer, dev.role, dev.site, dev.status, dev.device_type, dev.tags) == (
+        "r1",
+        "ACME",
+        "core-router",
+        "s1",
+        "active",
+        "CR-9000",
+        ("core", "critical"),
+    )
+
+
+_CELL = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_CELL, _CELL, _CELL), max_size=12))
+def test_csv_rows_are_devices_or_errors_never_dropped(rows: list[tuple[str, str, str]]) -> None:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)  # \r\n line ends, as spreadsheet tools write: cells with \r or \n are quoted
+    writer.writerow(["Name", "Manufacturer", "Role"])
+    writer.writerows(rows)
+    inv = parse_inventory(buf.getvalue().encode(), "x.csv")
+    written = [r for r in rows if any(c.strip() for c in r)]  # blank rows are not devices
+    assert len(inv.devices) + len(inv.errors) == len(written)
+    complete = [r for r in written if r[0].strip() and r[1].strip()]
+    assert [(d.name, d.manufacturer) for d in inv.devices] == [(r[0].strip(), r[1].strip()) for r in complete]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nospy.agreement import load
 from nospy.agreement.schema import Agreement
@@ -57,6 +60,16 @@ def test_vendor_matching_says_how() -> None:
 )
 def test_must_replace(vendor: int, total: int, cap: float, replace: int) -> None:
     assert must_replace(vendor, total, cap) == replace
+
+
+@given(st.integers(0, 500), st.integers(1, 500), st.floats(0, 100, allow_nan=False))
+def test_must_replace_is_the_fewest_that_meets_the_cap(vendor: int, extra: int, cap: float) -> None:
+    total = vendor + extra
+    k = must_replace(vendor, total, cap)
+    limit = Fraction(str(cap))
+    assert Fraction((vendor - k) * 100, total) <= limit
+    if k > 0:
+        assert Fraction((vendor - k + 1) * 100, total) > limit
 
 
 def test_example_inventory_findings(examples: Path) -> None:
