@@ -255,6 +255,22 @@ def test_own_region_unknown_until_apply_is_not_replaced_by_the_provider_region()
     assert store.region_detail == "region is set to aws_s3_bucket.other.region (not known until apply)"
 
 
+def test_a_store_being_destroyed_is_not_a_store_after_the_plan() -> None:
+    prior = [_res("aws_s3_bucket.old", "aws_s3_bucket", {"bucket": "old", "region": "ap-southeast-1"})]
+    changes = [
+        {
+            "address": "aws_s3_bucket.old",
+            "mode": "managed",
+            "type": "aws_s3_bucket",
+            "name": "old",
+            "provider_name": AWS,
+            "change": {"actions": ["delete"], "before": prior[0]["values"], "after": None},
+        }
+    ]
+    data = _plan([], {"aws": _aws({"constant_value": "ap-south-1"})}, [], changes=changes, prior=prior)
+    assert parse_plan(data, "plan.json").stores() == []
+
+
 def test_replaced_resource_does_not_keep_its_old_region() -> None:
     prior = [_res("aws_ebs_volume.v", "aws_ebs_volume", {"availability_zone": "ap-southeast-1a", "size": 1})]
     planned = [_res("aws_ebs_volume.v", "aws_ebs_volume", {"size": 1})]
