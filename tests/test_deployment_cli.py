@@ -89,6 +89,8 @@ def test_deployment_report_lists_what_must_move_where(examples: Path, capsys: py
     share = moves[("placement.share", "1 of 4 devices in zone access")]
     assert "replace at least 1" in share["action"]
     assert ("placement.site", "acc-tn-0001") in moves
+    assert plan["zones"]["access"] == {"devices": 10, "vendor_devices": 4, "vendor_share_percent": 40.0}
+    assert plan["clauses"] == {"placement": "fail", "data": "fail"}
     assert run(["deployment", "report", *_args(examples)]) == 1
     text = capsys.readouterr().out
     assert "data stored outside the agreed countries (6)" in text and "core-del-01" in text

@@ -48,7 +48,16 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
     )
     statuses = {v.clause: v.status.value for v in result.verdicts}
     clauses = {c.value: statuses.get(c, "not in the agreement") for c in (Clause.PLACEMENT, Clause.DATA)}
-    plan = plan_moves(parsed.id, result.findings, result.errors, [s.label for s in sources], clauses)
+    summary = next((v for k, v in result.inventory.items() if k.startswith("inventory:")), None)
+    by_zone = summary.get("zones") if isinstance(summary, dict) else None
+    plan = plan_moves(
+        parsed.id,
+        result.findings,
+        errors=result.errors,
+        checked=[s.label for s in sources],
+        clauses=clauses,
+        zones=by_zone or {},
+    )
     text = plan.model_dump_json(indent=2) + "\n" if fmt is TextOrJson.JSON else render_text(plan)
     if output is None:
         sys.stdout.write(text)

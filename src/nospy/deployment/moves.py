@@ -36,6 +36,9 @@ class MovePlan(BaseModel):
     moves: list[Move] = Field(default_factory=list)
     errors: list[ErrorEntry] = Field(default_factory=list)
     checked: list[str] = Field(default_factory=list, description="The evidence sources read.")
+    zones: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per zone: devices, the vendor's devices and share (from the inventory)."
+    )
     clauses: dict[str, str] = Field(
         default_factory=dict,
         description="placement and data: pass, fail, not-checked, or 'not in the agreement'.",
@@ -120,9 +123,11 @@ def _residency_moves(f: Finding) -> list[Move]:
 def plan_moves(
     agreement_id: str,
     findings: Sequence[Finding],
+    *,
     errors: Sequence[ErrorEntry] = (),
     checked: Sequence[str] = (),
     clauses: Mapping[str, str] | None = None,
+    zones: Mapping[str, dict[str, Any]] | None = None,
 ) -> MovePlan:
     moves: list[Move] = []
     for f in findings:
@@ -135,7 +140,12 @@ def plan_moves(
         elif f.rule == "data.residency" and "address" in f.evidence:
             moves += _residency_moves(f)
     return MovePlan(
-        agreement=agreement_id, moves=moves, errors=list(errors), checked=list(checked), clauses=dict(clauses or {})
+        agreement=agreement_id,
+        moves=moves,
+        errors=list(errors),
+        checked=list(checked),
+        clauses=dict(clauses or {}),
+        zones=dict(zones or {}),
     )
 
 
@@ -166,6 +176,16 @@ def render_text(plan: MovePlan, width: int = 140) -> str:
         for m in rows:
             allowed = ", ".join(m.allowed[:6]) + (f" (+{len(m.allowed) - 6})" if len(m.allowed) > 6 else "")
             table.add_row(m.subject, m.now, m.action, allowed, m.location or "")
+        console.print(table)
+    if plan.zones:
+        table = Table("zone", "devices", "vendor's", "share", title="the vendor's share by zone", title_justify="left")
+        for zone, counts in plan.zones.items():
+            table.add_row(
+                zone,
+                str(counts.get("devices", "")),
+                str(counts.get("vendor_devices", "")),
+                f"{counts.get('vendor_share_percent', 0)}%",
+            )
         console.print(table)
     for e in plan.errors:
         console.print(f"[yellow]could not read[/] {e.source}{'!' + e.location if e.location else ''}: {e.message}")
