@@ -16,7 +16,9 @@ Names are compared folded (case, spaces, '_' and '-'), against both a NetBox obj
 slug; a trailing ``*`` matches any ending. A device's zone is, in order: the zone its inventory gives
 it; the zone of one of its tags; of its role; of its site; or its role itself when the role is
 named like a zone. Two zones at the same step make the zone ambiguous, which (like no zone at all)
-fails the placement clause for the vendor's devices rather than passing them.
+fails the placement clause for the vendor's devices rather than passing them. A device is at an
+excluded site kind when its site is named like the kind, it is tagged with the kind, or the zones
+file lists its site, one of its tags or its role under the kind.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,7 +52,7 @@ __all__ = [
 
 MAX_ZONES_BYTES = 4 << 20
 
-Name = str
+Name = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 @functools.lru_cache(maxsize=1 << 16)  # inventories repeat the same few roles, sites and tags
