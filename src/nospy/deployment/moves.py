@@ -108,7 +108,11 @@ def _residency_moves(f: Finding) -> list[Move]:
     countries = ", ".join(ev.get("allowed_countries", []))
     regions = ", ".join(ev.get("regions", [])) or "unknown"
     if ev.get("residency") == "unknown":
-        action = f"pin its region to one in {countries}" if allowed else f"state its region; none of {countries}"
+        action = (
+            f"pin its region to one in {countries}"
+            if allowed
+            else f"move the data out of {ev.get('cloud')}: it has no region in {countries}"
+        )
     elif allowed:
         outside = ", ".join(ev.get("countries", []))
         action = f"move the data stored in {outside} to a region in {countries}"
