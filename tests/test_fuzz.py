@@ -18,12 +18,21 @@ import contextlib
 
 import targets
 
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+_DEPLOYMENT = Path(__file__).resolve().parent / "data" / "deployment"
+
 SEEDS = {
     "agreement_yaml": template().encode(),
     "agreement_payload": b'{"nospy":1,"id":"a","title":"t","vendor":"v","customer":"c","services":[{"name":"s","port":22}]}',
     "dsse_envelope": b'{"payload":"e30=","payloadType":"t","signatures":[{"keyid":"k","sig":"AAAA"}]}',
     "verifier_key": b"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
     "signing_key": b"PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+    "inventory_csv": (_EXAMPLES / "devices.csv").read_bytes(),
+    "inventory_json": (_DEPLOYMENT / "netbox-devices.json").read_bytes(),
+    "inventory_yaml": b"devices:\n  - {name: r1, manufacturer: ACME, role: core, site: s1, tags: [a]}\n",
+    "zones_yaml": (_EXAMPLES / "zones.yaml").read_bytes(),
+    "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
+    "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
 }
 
