@@ -1,0 +1,119 @@
+"""Storage and reliability: migrations match the models, a check interrupted by a server crash is
+resumed (never lost), and everything runs the same on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+
+from nospy.server.db import Base, Check, State, connect, migrate
+from nospy.server.jobs import recover
+from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, new_token, running, submit, wait_finished
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine, _ = connect(url)
+    migrate(engine)
+    migrate(engine)  # a second run is a no-op
+    with engine.connect() as conn:
+        diff: list[object] = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    return diff
+
+
+def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
+    assert _schema_diff(f"sqlite:///{tmp_path / 'm.db'}") == []
+
+
+def test_recover_requeues_then_fails_after_max_attempts(tmp_path: Path) -> None:
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    with sessions.begin() as s:
+        s.add(Check(id="a" * 32, created_by="t", state=State.RUNNING.value, attempts=1, progress=""))
+        s.add(Check(id="b" * 32, created_by="t", state=State.RUNNING.value, attempts=2, progress=""))
+        s.add(Check(id="c" * 32, created_by="t", state=State.DONE.value, attempts=1, progress=""))
+    assert sorted(recover(sessions, max_attempts=2)) == ["a" * 32, "b" * 32]
+    with sessions() as s:
+        states = {c.id[0]: (c.state, c.error) for c in s.scalars(select(Check))}
+    assert states["a"] == ("queued", None)
+    assert states["b"] == ("failed", "interrupted by a server restart 2 times; not run again")
+    assert states["c"] == ("done", None)
+    engine.dispose()
+
+
+def _states(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT id, state FROM checks").fetchall())
+
+
+def test_checks_survive_a_server_crash(tmp_path: Path) -> None:
+    """Kill -9 the server while a check runs; after a restart every check finishes, none is lost."""
+    data = tmp_path / "serve"
+    token = new_token(data, "crash")
+    server = Server(data).start()
+    try:
+        assert server.proc is not None
+        ids = []
+        for _ in range(40):
+            r = submit(server.url, token, [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))])
+            assert r.status_code == 202
+            ids.append(r.json()["id"])
+        # freeze the process and look at the database: kill it only while a check is running
+        for _attempt in range(200):
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            states = _states(data / "nospy.db")
+            if "running" in states.values():
+                break
+            os.kill(server.proc.pid, signal.SIGCONT)
+            time.sleep(0.005)
+        else:
+            pytest.fail("never saw a running check")
+        interrupted = [i for i, s in states.items() if s == "running"]
+        server.kill()
+    finally:
+        server.stop()
+    assert _states(data / "nospy.db")[interrupted[0]] == "running"  # the crash left it mid-run
+
+    with running(data) as restarted:
+        finished = [wait_finished(restarted.url, i) for i in ids]
+        assert [c["state"] for c in finished] == ["done"] * len(ids)
+        again = httpx.get(f"{restarted.url}/api/checks/{interrupted[0]}").json()
+        texts = [e["text"] for e in again["events"]]
+        assert "interrupted by a server restart during run 1; queued again" in texts
+        assert again["attempts"] == 2 and again["summary"] == "8 not-checked"
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    try:
+        pg = Postgres()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -> None:
+    assert _schema_diff(postgres.url) == []
+    data = tmp_path / "serve"
+    token = new_token(data, "pg", postgres.url)
+    with running(data, {"NOSPY_DATABASE_URL": postgres.url}) as server:
+        r = submit(server.url, token, [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))])
+        assert r.status_code == 202
+        check = wait_finished(server.url, r.json()["id"])
+        assert check["state"] == "done" and check["summary"] == "8 not-checked"
+        assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
+    assert not (data / "nospy.db").exists()  # nothing went to SQLite
