@@ -12,6 +12,7 @@ from collections.abc import Callable
 from nospy import dsse, keys
 from nospy.agreement import from_payload
 from nospy.agreement.load import parse_yaml
+from nospy.server.app import display_name
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
@@ -45,6 +46,13 @@ def signed_note(data: bytes) -> None:
     keys.open_note(data, [_VKEY])
 
 
+def upload_filename(data: bytes) -> None:
+    # a multipart filename from a request: what is kept must be a bare, printable display name
+    name = display_name(data.decode("utf-8", "surrogateescape"))
+    assert name not in ("", ".", "..") and len(name) <= 200 and name.isprintable()
+    assert "/" not in name and "\\" not in name
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
@@ -52,4 +60,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "verifier_key": verifier_key,
     "signing_key": signing_key,
     "signed_note": signed_note,
+    "upload_filename": upload_filename,
 }

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -37,7 +37,7 @@ from nospy.keys import read_verifier_key
 from nospy.report import Format, render
 from nospy.report import html as html_report
 from nospy.server.auth import COOKIE, lookup
-from nospy.server.db import Check, State, connect, migrate
+from nospy.server.db import Check, Event, State, connect, migrate
 from nospy.server.db import File as FileRow
 from nospy.server.jobs import Worker, recover
 from nospy.server.settings import Settings
@@ -81,10 +81,10 @@ class BodyLimit:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is None and b"chunked" in headers.get(b"transfer-encoding", b""):
-            await PlainTextResponse("a Content-Length is required", 411)(scope, receive, send)
+            await JSONResponse({"detail": "a Content-Length is required"}, 411)(scope, receive, send)
             return
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await PlainTextResponse(f"request body larger than {self.limit} bytes", 413)(scope, receive, send)
+            await JSONResponse({"detail": f"request body larger than {self.limit} bytes"}, 413)(scope, receive, send)
             return
         seen = 0
 
@@ -138,6 +138,24 @@ Keys = Annotated[list[UploadFile] | None, File(description="Verifier keys (.vkey
 Evidence = Annotated[list[UploadFile] | None, File(description="Evidence files of this kind.")]
 CheckIdParam = Annotated[str, PathParam(pattern=_CHECK_ID, description="The check's id (32 hex digits).")]
 DigestParam = Annotated[str, PathParam(pattern=_DIGEST, description="The file's SHA-256 (64 hex digits).")]
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="Why the request was refused: a message, or the fields that failed validation."
+    )
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        401: "no API token, or an unknown one",
+        404: "no such check or file",
+        409: "the check has no report yet",
+        411: "the request body has no length",
+        413: "the request body or a file is too large, or there are too many files",
+        422: "invalid parameters, or an agreement, key or evidence that cannot be used",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
 
 
 class FileOut(BaseModel):
@@ -200,11 +218,11 @@ def _detail(c: Check) -> CheckDetail:
     )
 
 
-def _display_name(name: str | None) -> str:
+def display_name(name: str | None) -> str:
     """An uploaded file's name for display: its last component, printable, bounded."""
     base = re.split(r"[/\\]", name or "")[-1]
     base = "".join(ch for ch in base if ch.isprintable())[:200].strip()
-    return base or "upload"
+    return base if base not in ("", ".", "..") else "upload"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -248,7 +266,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # not no-referrer: with it, browsers send "Origin: null" on same-origin form posts too
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         return response
 
@@ -270,7 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except UploadTooLargeError:
                 raise HTTPException(413, f"{role} file too large") from None
             budget -= size
-            rows.append(FileRow(role=role, name=_display_name(upload.filename), sha256=digest, size=size))
+            rows.append(FileRow(role=role, name=display_name(upload.filename), sha256=digest, size=size))
         # refuse at once what the check would fail on: an invalid agreement or key, unsupported evidence
         agreement = next(r for r in rows if r.role == "agreement")
         try:
@@ -291,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with sessions.begin() as session:
             c = Check(id=check_id, created_by=user, state=State.QUEUED.value, attempts=0, progress="queued")
             c.files = rows
+            c.events = [Event(text=f"queued by {user}")]
             session.add(c)
         worker.wake()
         return c
@@ -314,7 +334,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ---- JSON API -------------------------------------------------------------------------------------
 
-    @app.post("/api/checks", status_code=202, response_model=CheckOut, tags=["checks"])
+    @app.post(
+        "/api/checks",
+        status_code=202,
+        response_model=CheckOut,
+        tags=["checks"],
+        responses=_errors(401, 411, 413, 422),
+    )
     def create_check(
         *,
         user: Writer,
@@ -336,7 +362,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         return _out(submit(user, collect(agreement, keys, evidence)))
 
-    @app.get("/api/checks", response_model=list[CheckOut], tags=["checks"])
+    @app.get("/api/checks", response_model=list[CheckOut], tags=["checks"], responses=_errors(422))
     def list_checks(
         session: Db,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -349,7 +375,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             q = q.where(Check.state == state.value)
         return [_out(c) for c in session.scalars(q)]
 
-    @app.get("/api/checks/{check_id}", response_model=CheckDetail, tags=["checks"])
+    @app.get("/api/checks/{check_id}", response_model=CheckDetail, tags=["checks"], responses=_errors(404, 422))
     def get_check(session: Db, check_id: CheckIdParam) -> CheckDetail:
         """A check's state, progress, files and (once done) verdicts."""
         return _detail(load_check(session, check_id))
@@ -357,7 +383,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/api/checks/{check_id}/report",
         tags=["checks"],
-        responses={200: {"content": {m: {} for m in set(_MEDIA.values())}}, 409: {"description": "not done yet"}},
+        responses={**_errors(404, 409, 422), 200: {"content": {m: {} for m in sorted(set(_MEDIA.values()))}}},
     )
     def get_report(
         session: Db,
@@ -374,7 +400,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/api/files/{sha256}",
         tags=["files"],
-        responses={200: {"content": {"application/octet-stream": {}}}, 401: {"description": "no token"}},
+        responses={**_errors(401, 404, 422), 200: {"content": {"application/octet-stream": {}}}},
     )
     def get_file(session: Db, user: Writer, sha256: DigestParam) -> FileResponse:
         """An uploaded file, by its SHA-256 (API token needed)."""
@@ -471,6 +497,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, f"the check is {c.state}, it has no report")
         return HTMLResponse(html_report.render(Report.model_validate_json(c.report_json)))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/static/check.js", include_in_schema=False)
     def check_js() -> Response:
         text = (resources.files("nospy.server") / "templates" / "check.js").read_text()
@@ -478,6 +508,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(NospyError)
     async def _nospy_error(_request: Request, exc: NospyError) -> Response:
-        return PlainTextResponse(str(exc), 413 if isinstance(exc, UploadTooLargeError) else 422)
+        return JSONResponse({"detail": str(exc)}, 413 if isinstance(exc, UploadTooLargeError) else 422)
 
     return app
