@@ -122,3 +122,13 @@ def test_check_command_writes_every_format(tmp_path: Path, examples: Path, capsy
     assert json.loads(capsys.readouterr().out)["version"] == "2.1.0"
     assert run(["check", agreement, "--format", "oscal"]) == 0
     assert "assessment-results" in json.loads(capsys.readouterr().out)
+
+
+def test_demo_ends_with_the_html_report(tmp_path: Path, examples: Path) -> None:
+    from nospy.demo import run_demo
+
+    result = run_demo(tmp_path / "out", examples)
+    assert result.ok and result.report == tmp_path / "out" / "report.html"
+    text = result.report.read_text()
+    assert 'id="verdict-placement"' in text and "acme.example+" in text and "bharat-telecom.example+" in text
+    assert result.steps[-1].endswith(f"HTML report: {result.report}")

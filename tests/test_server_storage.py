@@ -56,6 +56,13 @@ def _states(db: Path) -> dict[str, str]:
         return dict(conn.execute("SELECT id, state FROM checks").fetchall())
 
 
+def _large_agreement() -> bytes:
+    """The example agreement with 2,000 declared endpoints: valid, and slow enough to parse that a
+    check stays running long enough to be caught mid-run."""
+    endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(2000))
+    return EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
+
+
 def test_checks_survive_a_server_crash(tmp_path: Path) -> None:
     """Kill -9 the server while a check runs; after a restart every check finishes, none is lost."""
     data = tmp_path / "serve"
@@ -63,13 +70,15 @@ def test_checks_survive_a_server_crash(tmp_path: Path) -> None:
     server = Server(data).start()
     try:
         assert server.proc is not None
+        large = [("agreement", ("large.yaml", _large_agreement()))]
+        small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
         ids = []
-        for _ in range(40):
-            r = submit(server.url, token, [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))])
+        for files in (large, small, large, small, small):
+            r = submit(server.url, token, files)
             assert r.status_code == 202
             ids.append(r.json()["id"])
         # freeze the process and look at the database: kill it only while a check is running
-        for _attempt in range(200):
+        for _attempt in range(2000):
             os.kill(server.proc.pid, signal.SIGSTOP)
             states = _states(data / "nospy.db")
             if "running" in states.values():

@@ -108,19 +108,24 @@ def _db(request: Request) -> Iterator[Session]:
 Db = Annotated[Session, Depends(_db)]
 
 
-def _user(request: Request, session: Db) -> str | None:
+def _user(request: Request) -> str | None:
     """The name of the token the request carries (header, or the login cookie), or None."""
     auth = request.headers.get("authorization", "")
+    token: str | None = None
     if auth.lower().startswith("bearer "):
-        return lookup(session, auth[7:].strip())
-    cookie = request.cookies.get(COOKIE)
-    if cookie is None:
+        token = auth[7:].strip()
+    elif COOKIE in request.cookies:
+        # a cookie rides along on requests other sites start: refuse writes from another origin
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != request.url.netloc:
+            return None
+        token = request.cookies[COOKIE]
+    if token is None:
         return None
-    # a cookie rides along on requests other sites start: refuse writes from another origin
-    origin = request.headers.get("origin")
-    if request.method not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != request.url.netloc:
-        return None
-    return lookup(session, cookie)
+    # its own short session: a request must not hold one connection while it waits for another
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        return lookup(session, token)
 
 
 User = Annotated[str | None, Depends(_user)]

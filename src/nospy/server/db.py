@@ -118,7 +118,10 @@ class Event(Base):
 def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
     """An engine and session factory for ``url``; SQLite is set up for many threads and one writer."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # as many connections as request threads (anyio's default 40) plus the check workers
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16, max_overflow=32
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: object, _record: object) -> None:
@@ -129,7 +132,7 @@ def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
     else:
-        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
     return engine, sessionmaker(engine, expire_on_commit=False)
 
 
