@@ -3,6 +3,7 @@ resumed (never lost), and everything runs the same on PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -16,8 +17,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from nospy.server.db import Base, Check, State, connect, migrate
-from nospy.server.jobs import recover
+from nospy.server.db import Base, Check, File, State, connect, migrate
+from nospy.server.jobs import recover, run_one
+from nospy.server.store import BlobStore
 from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, new_token, running, submit, wait_finished
 
 
@@ -126,3 +128,36 @@ def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -
         assert check["state"] == "done" and check["summary"] == "8 not-checked"
         assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
     assert not (data / "nospy.db").exists()  # nothing went to SQLite
+
+
+def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path: Path) -> None:
+    """The worker's own path (not the upload's checks): blobs re-hashed, evidence handed to build_sources."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'j.db'}")
+    migrate(engine)
+    store = BlobStore(tmp_path / "blobs")
+    agreement, _ = store.put(io.BytesIO(EXAMPLE_AGREEMENT.read_bytes()), 1 << 20)
+    image, size = store.put(io.BytesIO(b"\x27\x05\x19\x56" + bytes(60)), 1 << 20)
+
+    def queue(check_id: str, files: list[tuple[str, str, str]]) -> None:
+        with sessions.begin() as s:
+            c = Check(id=check_id, created_by="t", state=State.QUEUED.value, attempts=0, progress="")
+            c.files = [File(role=r, name=n, sha256=d, size=size) for r, n, d in files]
+            s.add(c)
+
+    queue("a" * 32, [("agreement", "agreement.yaml", agreement), ("firmware", "router.bin", image)])
+    assert run_one(sessions, store) == "a" * 32
+    with sessions() as s:
+        c = s.get(Check, "a" * 32)
+        assert c is not None and c.state == "failed"
+        assert c.error == "firmware evidence is not supported by this build of nospy yet"
+        assert f"verifying firmware router.bin (sha256 {image[:12]}…)" in [e.text for e in c.events]
+
+    # a stored file that changed on disk is refused, not checked
+    store.path(agreement).write_bytes(EXAMPLE_AGREEMENT.read_bytes().replace(b"IN", b"SG"))
+    queue("b" * 32, [("agreement", "agreement.yaml", agreement)])
+    assert run_one(sessions, store) == "b" * 32
+    with sessions() as s:
+        c = s.get(Check, "b" * 32)
+        assert c is not None and c.state == "failed" and c.error == f"stored file {agreement} has changed on disk"
+    assert run_one(sessions, store) is None  # queue empty
+    engine.dispose()

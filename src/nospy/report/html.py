@@ -68,7 +68,10 @@ class Chart:
     scale: float = 1.0  # the value drawn at full width
 
     def width(self, value: float, full: float = 420.0) -> float:
-        return 0.0 if self.scale <= 0 else round(full * min(value, self.scale) / self.scale, 1)
+        if self.scale <= 0 or value <= 0:
+            return 0.0
+        # a sliver for small non-zero values, so that a few bytes to a foreign country still show
+        return max(2.0, round(full * min(value, self.scale) / self.scale, 1))
 
 
 def _human_bytes(n: float) -> str:
