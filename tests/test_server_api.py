@@ -163,6 +163,15 @@ def test_untrusted_text_is_escaped_on_pages(server: Server, token: str) -> None:
         assert "<script>alert(1)" not in text and "<img src=x>" not in text
 
 
+def _browser_form(parts: list[tuple[str, str, bytes]]) -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        out += b"------nospyform\r\n"
+        out += f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'.encode()
+        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+    return out + b"------nospyform--\r\n"
+
+
 def test_login_cookie_and_cross_site_posts(server: Server, token: str) -> None:
     with httpx.Client(base_url=server.url) as browser:
         assert browser.get("/checks/new").status_code == 303  # to the login page
@@ -172,11 +181,16 @@ def test_login_cookie_and_cross_site_posts(server: Server, token: str) -> None:
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert browser.get("/checks/new").status_code == 200
-        files = {"agreement": ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes())}
-        r = browser.post("/checks/new", files=files)
+        # the form as a browser sends it: an empty part (filename="") for each file input left empty
+        body = _browser_form(
+            [("agreement", "agreement.yaml", EXAMPLE_AGREEMENT.read_bytes())]
+            + [(n, "", b"") for n in ("keys", "firmware", "traffic", "inventory", "infrastructure", "log")]
+        )
+        form = {"Content-Type": "multipart/form-data; boundary=----nospyform"}
+        r = browser.post("/checks/new", content=body, headers=form)
         assert r.status_code == 303 and r.headers["location"].startswith("/checks/")
         # the same post started from another site's page is not authorised
-        evil = browser.post("/checks/new", files=files, headers={"Origin": "http://evil.example"})
+        evil = browser.post("/checks/new", content=body, headers={**form, "Origin": "http://evil.example"})
         assert evil.status_code == 303 and evil.headers["location"] == "/login"
         check = wait_finished(server.url, r.headers["location"].rsplit("/", 1)[1])
         assert check["state"] == "done"

@@ -323,10 +323,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def collect(
         agreement: UploadFile, keys: list[UploadFile] | None, evidence: dict[str, list[UploadFile] | None]
     ) -> list[tuple[str, UploadFile]]:
-        uploads = [("agreement", agreement)] + [("key", k) for k in keys or []]
+        # browsers send an empty part for a file input left empty
+        def given(files: list[UploadFile] | None) -> list[UploadFile]:
+            return [f for f in files or [] if f.filename or (f.size or 0) > 0]
+
+        uploads = [("agreement", agreement)] + [("key", k) for k in given(keys)]
         for kind, files in evidence.items():
-            # browsers send an empty part for a file input left empty
-            uploads += [(kind, f) for f in files or [] if f.filename or (f.size or 0) > 0]
+            uploads += [(kind, f) for f in given(files)]
         return uploads
 
     def load_check(session: Session, check_id: str) -> Check:
