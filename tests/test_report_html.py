@@ -80,6 +80,10 @@ def test_verdicts_first_then_findings_grouped_by_clause_with_evidence() -> None:
     accounts = text[text.index('id="clause-accounts"') : text.index('id="clause-services"')]
     assert "<details><summary>1 inventory entries (info)</summary>" in accounts
     assert "bad CRC" in text and "jffs2@0x80000" in text
+    # each source's facts, folded away: components, egress, shares
+    facts = text[text.index('id="sources"') : text.index('id="agreement"')]
+    assert "<summary>what firmware:image.bin saw</summary>" in facts and "busybox" in facts
+    assert "<th>aggregation</th>" in facts and "52000000" in facts
 
 
 def test_charts_from_what_the_report_has() -> None:

@@ -213,3 +213,16 @@ def test_unknown_check_and_malformed_ids(server: Server) -> None:
         "/healthz",
     }
     assert json.loads(httpx.get(f"{server.url}/healthz").text)["ok"] is True
+
+
+def test_tokens_are_made_and_revoked_from_the_command_line(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    from nospy.cli import run
+
+    data = str(server.data)
+    assert run(["serve", "--data", data, "--new-token", "short-lived"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert submit(server.url, token, _agreement()).status_code == 202
+    assert run(["serve", "--data", data, "--new-token", "short-lived"]) == 2  # names are unique
+    assert run(["serve", "--data", data, "--revoke-token", "short-lived"]) == 0
+    assert submit(server.url, token, _agreement()).status_code == 401
+    assert run(["serve", "--data", data, "--revoke-token", "short-lived"]) == 2

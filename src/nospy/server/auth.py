@@ -8,13 +8,13 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy.errors import InputError
 from nospy.server.db import Token
 
-__all__ = ["COOKIE", "create_token", "lookup"]
+__all__ = ["COOKIE", "create_token", "lookup", "revoke_token"]
 
 COOKIE = "nospy_token"
 _PREFIX = "nospy_"
@@ -41,3 +41,10 @@ def lookup(session: Session, token: str | None) -> str | None:
     if not token or len(token) > 256:
         return None
     return session.scalars(select(Token.name).where(Token.sha256 == _digest(token))).first()
+
+
+def revoke_token(sessions: sessionmaker[Session], name: str) -> None:
+    """Delete the token named ``name``: requests carrying it are refused from now on."""
+    with sessions.begin() as session:
+        if session.execute(delete(Token).where(Token.name == name)).rowcount != 1:  # type: ignore[attr-defined]
+            raise InputError(f"no token named {name!r}")
