@@ -49,6 +49,8 @@ def test_results_map_findings() -> None:
     assert loc["physicalLocation"]["artifactLocation"] == {"uri": "etc/init.d/S50diag", "uriBaseId": "DEVICEROOT"}
     assert loc["physicalLocation"]["region"] == {"startLine": 12}
     assert loc["logicalLocations"][0]["fullyQualifiedName"] == "image.bin!uimage@0x40!squashfs@0x0!/etc/init.d/S50diag"
+    prints = [r["partialFingerprints"]["nospyFinding/v1"] for r in run["results"]]
+    assert len(set(prints)) == len(prints)  # one per distinct finding
     info = [r for r in run["results"] if r["ruleId"] == "inventory.account"]
     assert info[0]["level"] == "none" and info[0]["kind"] == "informational"
     assert {v["clause"]: v["status"] for v in run["properties"]["verdicts"]}["software"] == "not-checked"

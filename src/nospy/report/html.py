@@ -33,7 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from nospy.findings import Finding, Report, Severity, Status
 
-__all__ = ["Bar", "Chart", "charts", "render"]
+__all__ = ["Bar", "Chart", "charts", "render", "where_of"]
 
 # Rows of a list shown in a finding's evidence before "N more": a capture can list thousands of flows.
 MAX_EVIDENCE_ROWS = 200
@@ -214,7 +214,7 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def _where(f: Finding) -> str:
+def where_of(f: Finding) -> str:
     where = f.path or ""
     if f.line is not None:
         where += f":{f.line}"
@@ -233,7 +233,7 @@ _ENV = Environment(
 _ENV.filters["kind"] = _kind
 _ENV.filters["columns"] = _columns
 _ENV.filters["scalar"] = _scalar
-_ENV.filters["where"] = _where
+_ENV.filters["where"] = where_of
 
 
 def render(report: Report) -> str:

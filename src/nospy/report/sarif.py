@@ -16,6 +16,7 @@ and indexes are stable across reports. Mapping:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 from urllib.parse import quote
@@ -78,6 +79,10 @@ def _result(f: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     }
     if f.rule in rule_index:
         result["ruleIndex"] = rule_index[f.rule]
+    # the same finding in the next release's report gets the same fingerprint, so that code-scanning
+    # tools track it instead of opening a new alert; the line is left out because it moves
+    identity = "\x00".join([f.rule, f.path or "", f.location or "", f.message])
+    result["partialFingerprints"] = {"nospyFinding/v1": hashlib.sha256(identity.encode()).hexdigest()}
     location: dict[str, Any] = {}
     if f.path:
         physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(f.path), "uriBaseId": "DEVICEROOT"}}

@@ -495,7 +495,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user=user,
             finished=State(c.state).finished,
             formats=[f.value for f in Format],
-            where=html_report._where,
+            where=html_report.where_of,
         )
 
     @app.get("/checks/{check_id}/report.html", include_in_schema=False)
