@@ -161,3 +161,16 @@ def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path:
         assert c is not None and c.state == "failed" and c.error == f"stored file {agreement} has changed on disk"
     assert run_one(sessions, store) is None  # queue empty
     engine.dispose()
+
+
+def test_several_workers_never_run_one_check_twice(tmp_path: Path) -> None:
+    data = tmp_path / "serve"
+    token = new_token(data, "workers")
+    with running(data, {"NOSPY_WORKERS": "3"}) as server:
+        files = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+        ids = [submit(server.url, token, files).json()["id"] for _ in range(15)]
+        finished = [wait_finished(server.url, i) for i in ids]
+    assert {c["state"] for c in finished} == {"done"}
+    for c in finished:
+        assert c["attempts"] == 1
+        assert [e["text"] for e in c["events"]].count("started") == 1

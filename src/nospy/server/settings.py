@@ -22,7 +22,14 @@ class Settings(BaseModel):
     max_attempts: int = Field(
         2, ge=1, description="Runs of one check, counting runs a server restart interrupted, before it is failed."
     )
-    workers: int = Field(1, ge=1, description="Checks run at the same time.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Checks run at the same time, each in a thread of the server process (sources that unpack"
+            " or parse heavily should run their work in subprocesses or native code)."
+        ),
+    )
 
     @property
     def url(self) -> str:
@@ -34,13 +41,14 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from ``NOSPY_DATA_DIR``, ``NOSPY_DATABASE_URL``, ``NOSPY_MAX_UPLOAD_BYTES``, then ``overrides``."""
+        """Settings from the ``NOSPY_*`` variables named below, then ``overrides``."""
         values: dict[str, object] = {}
         env = {
             "data_dir": "NOSPY_DATA_DIR",
             "database_url": "NOSPY_DATABASE_URL",
             "max_upload_bytes": "NOSPY_MAX_UPLOAD_BYTES",
             "max_files": "NOSPY_MAX_FILES",
+            "workers": "NOSPY_WORKERS",
         }
         for field, name in env.items():
             if os.environ.get(name):
