@@ -15,6 +15,7 @@ from nospy.agreement.load import parse_yaml
 from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
 from nospy.deployment.placement import check_placement
 from nospy.deployment.residency import check_residency
+from nospy.server.app import display_name
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
@@ -79,6 +80,13 @@ def terraform_plan(data: bytes) -> None:
     check_residency(_PLACED, parse_plan(data, "fuzz-plan.json").stores(), regions.load(), "fuzz-plan.json")
 
 
+def upload_filename(data: bytes) -> None:
+    # a multipart filename from a request: what is kept must be a bare, printable display name
+    name = display_name(data.decode("utf-8", "surrogateescape"))
+    assert name not in ("", ".", "..") and len(name) <= 200 and name.isprintable()
+    assert "/" not in name and "\\" not in name
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
@@ -92,4 +100,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "zones_yaml": zones_yaml,
     "terraform_plan": terraform_plan,
     "terraform_state": terraform_plan,  # the same reader, seeded with a state file as Terraform stores it
+    "upload_filename": upload_filename,
 }

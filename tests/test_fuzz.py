@@ -33,6 +33,7 @@ SEEDS = {
     "zones_yaml": (_EXAMPLES / "zones.yaml").read_bytes(),
     "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
     "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
+    "upload_filename": b"../../etc/passwd\\..\\x\x00\x1b[31m.yaml",
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
 }
 

@@ -10,11 +10,10 @@ import typer
 from nospy import agreement as agr
 from nospy._fileio import write_atomic
 from nospy.cli._common import err_console
-from nospy.deployment.sources import sources_for as deployment_sources
+from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Target
 from nospy.keys import read_verifier_key
 from nospy.report import Format, render
-from nospy.verify import EvidenceSource
 from nospy.verify import check as run_check
 
 
@@ -48,8 +47,10 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
         err_console.print(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
-    sources: list[EvidenceSource] = []
-    sources += deployment_sources(inventory, zones, infrastructure)
+    sources = build_sources(
+        {"inventory": inventory, "infrastructure": infrastructure},
+        SourceOptions(zones=zones),
+    )
     report = run_check(
         parsed,
         sources,
