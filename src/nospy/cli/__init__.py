@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _demo, _keys
+from nospy.cli import _agreement, _demo, _keys, _ledger
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -43,6 +43,7 @@ def _root(
 app.add_typer(_keys.app, name="keys")
 app.add_typer(_agreement.app, name="agreement")
 app.command("demo")(_demo.demo)
+_ledger.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
