@@ -79,7 +79,7 @@ def audit_log(
         raise VerificationError(f"checkpoint: {exc}") from None
     cp = signed.checkpoint
     size = cp.size
-    files = 0
+    checked: set[str] = set()
 
     # level 0 from the entry bundles, checked against the level-0 tiles
     level0: list[bytes] = []
@@ -94,7 +94,7 @@ def audit_log(
         if _must(source, tile_path(0, n, width)) != leaves:
             raise VerificationError(f"{tile_path(0, n, width)} does not match the hashes of its entries")
         level0.append(leaves)
-        files += 2
+        checked.update((bundle_path(n, width), tile_path(0, n, width)))
 
     # each higher level from the full tiles of the level below
     rows: list[bytes] = [b"".join(level0)]
@@ -113,7 +113,7 @@ def audit_log(
             want = above[n * TILE_WIDTH * 32 : (n * TILE_WIDTH + width) * 32]
             if _must(source, tile_path(level, n, width)) != want:
                 raise VerificationError(f"{tile_path(level, n, width)} does not match the level below")
-            files += 1
+            checked.add(tile_path(level, n, width))
         rows.append(above)
 
     reader = TileReader(lambda p: _slice(rows, p), size)
@@ -122,13 +122,12 @@ def audit_log(
 
     unpublished = 0
     if isinstance(source, DirSource):
-        more, unpublished = _check_every_file(source, rows, size)
-        files += more
+        unpublished = _check_every_file(source, rows, size, checked)
 
     previous = _check_previous(state, cp, log_key, reader) if state is not None else None
     if state is not None:
         write_atomic(state, note if isinstance(note, bytes) else note.encode())
-    return AuditResult(cp, files, unpublished, previous)
+    return AuditResult(cp, len(checked), unpublished, previous)
 
 
 def _slice(rows: list[bytes], path: str) -> bytes:
@@ -138,18 +137,21 @@ def _slice(rows: list[bytes], path: str) -> bytes:
     return rows[tp.level][start : start + tp.width * 32]
 
 
-def _check_every_file(source: DirSource, rows: Sequence[bytes], size: int) -> tuple[int, int]:
-    """Every file under tile/ must be a well-named tile or bundle matching the rebuilt tree."""
-    checked = unpublished = 0
+def _check_every_file(source: DirSource, rows: Sequence[bytes], size: int, checked: set[str]) -> int:
+    """Every file under tile/ must be a well-named tile or bundle matching the rebuilt tree; returns
+    how many reach past the checkpoint (and were left alone)."""
+    unpublished = 0
     base = source.root / "tile"
     if not base.is_dir():
-        return 0, 0
+        return 0
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if name.startswith("."):
                 continue
             rel = str((Path(dirpath) / name).relative_to(source.root))
+            if rel in checked:
+                continue
             try:
                 tp = parse_tile_path(rel)
             except InputError as exc:
@@ -170,8 +172,8 @@ def _check_every_file(source: DirSource, rows: Sequence[bytes], size: int) -> tu
             start = tp.index * TILE_WIDTH * 32
             if got != rows[level][start : start + tp.width * 32]:
                 raise VerificationError(f"{rel} does not match the log's tree")
-            checked += 1
-    return checked, unpublished
+            checked.add(rel)
+    return unpublished
 
 
 def _check_previous(state: Path, cp: Checkpoint, log_key: keys.VerifierKey, reader: TileReader) -> int | None:

@@ -1,0 +1,141 @@
+"""The log and witness HTTP servers, started for real on 127.0.0.1 with a free port."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from nospy import keys
+from nospy.ledger import audit_log, find_release, open_source
+from nospy.ledger.checkpoint import CosignerKey, open_checkpoint, sign_checkpoint
+from nospy.ledger.interface import HttpSource
+from nospy.ledger.release import entry_bytes, make_release
+from nospy.ledger.server import LogServer, WitnessServer
+from nospy.ledger.storage import init_log
+from nospy.ledger.tiles import TileReader
+from nospy.ledger.witness import Witness
+
+ORIGIN = "log.example/served"
+TOKEN = "s3cret-token-for-tests"
+
+
+def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - a local test server
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+class Served:
+    def __init__(self, tmp: Path) -> None:
+        self.vendor, self.log_key = keys.generate("acme.example"), keys.generate(ORIGIN)
+        (tmp / "log.skey").write_text(str(self.log_key))
+        self.root = tmp / "log"
+        init_log(self.root, ORIGIN, self.log_key, tmp / "log.skey", [self.vendor.verifier])
+        self.tmp = tmp
+        self.server = LogServer(self.root, TOKEN)
+        self.server.start()
+
+    def manifest(self, i: int, key: keys.SigningKey | None = None) -> bytes:
+        image = self.tmp / f"fw-{i}.bin"
+        image.write_bytes(b"firmware %d" % i)
+        return entry_bytes(make_release(image, key or self.vendor, "acme-rx200", f"1.{i}"))
+
+    def add(self, body: bytes, token: str = TOKEN) -> tuple[int, str, bytes]:
+        return _request(f"{self.server.url}/add", body, {"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    s = Served(tmp_path)
+    try:
+        yield s
+    finally:
+        s.server.close()
+
+
+def test_reads_and_guarded_writes(served: Served) -> None:
+    url = served.server.url
+    status, ctype, body = _request(f"{url}/checkpoint")
+    assert status == 200 and ctype.startswith("text/plain") and body.startswith(ORIGIN.encode())
+    assert _request(f"{url}/.nospy/config.json")[0] == 404
+    assert _request(f"{url}/tile/0/../../.nospy/config.json")[0] == 404
+    assert served.add(served.manifest(1), token="wrong")[0] == 401
+    assert _request(f"{url}/add", served.manifest(1))[0] == 401
+    assert served.add(b"{" * 70_000)[0] == 413
+    assert served.add(b"not json")[0] == 400
+    assert served.add(served.manifest(2, keys.generate("intruder")))[0] == 403
+    status, _, body = served.add(served.manifest(3))
+    assert (status, body) == (200, b'{"index": 0}\n')
+    assert served.add(served.manifest(3))[2] == b'{"index": 0}\n'  # deduplicated
+    status, ctype, body = _request(f"{url}/tile/entries/000.p/1")
+    assert status == 200 and ctype == "application/octet-stream" and body[2:] == served.manifest(3)
+
+
+def test_concurrent_writers_then_audit_and_find_over_http(served: Served) -> None:
+    manifests = [served.manifest(i) for i in range(120)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(served.add, manifests))
+    indices = sorted(int(body.split(b":")[1].strip(b" }\n")) for status, _, body in results if status == 200)
+    assert indices == list(range(120))
+    source = HttpSource(served.server.url)
+    result = audit_log(source, served.log_key.verifier, origin=ORIGIN)
+    assert result.checkpoint.size == 120
+    ev = find_release(source, served.log_key.verifier, hashlib.sha256(b"firmware 77").hexdigest())
+    assert ev is not None and ev.version == "1.77"
+
+
+def test_witness_add_checkpoint_status_codes(served: Served, tmp_path: Path) -> None:
+    for i in range(5):
+        served.add(served.manifest(i))
+    witness_key = keys.generate("witness.example/w1")
+    witness = WitnessServer(Witness(witness_key, [served.log_key.verifier], tmp_path / "witness.json"))
+    witness.start()
+    cosigner = CosignerKey.from_verifier(witness_key.verifier)
+    try:
+        url = f"{witness.url}/add-checkpoint"
+        note = (served.root / "checkpoint").read_text()
+
+        def post(old: int, proof: list[bytes], cp: str) -> tuple[int, str, bytes]:
+            lines = [f"old {old}", *(base64.b64encode(h).decode() for h in proof)]
+            return _request(url, ("\n".join(lines) + "\n\n" + cp).encode())
+
+        status, _, body = post(0, [], note)
+        assert status == 200
+        assert open_checkpoint(note + body.decode(), [served.log_key.verifier], cosigners=[cosigner], quorum=1)
+        status, ctype, body = post(0, [], note)
+        assert (status, ctype, body) == (409, "text/x.tlog.size", b"5\n")
+        assert post(5, [], note)[0] == 200  # same size, same root
+        for i in range(5, 300):
+            served.add(served.manifest(i))
+        new_note = (served.root / "checkpoint").read_text()
+        reader = TileReader(open_source(served.root).read, 300)
+        proof = reader.consistency_proof(5)
+        assert post(5, proof[:-1], new_note)[0] == 422
+        assert post(5, [bytes(32), *proof[1:]], new_note)[0] == 422
+        assert post(301, [], new_note)[0] == 400
+        assert post(5, [], "not a checkpoint\n")[0] == 404
+        assert _request(url, b"garbage")[0] == 400
+        impostor = keys.generate(ORIGIN)
+        cp = open_checkpoint(new_note, [served.log_key.verifier]).checkpoint
+        assert post(5, proof, sign_checkpoint(cp, impostor))[0] == 403
+        status, _, body = post(5, proof, new_note)
+        assert status == 200
+        open_checkpoint(new_note + body.decode(), [served.log_key.verifier], cosigners=[cosigner], quorum=1)
+        # same size as the latest cosigned checkpoint, but another root: a split view
+        fork = sign_checkpoint(cp.__class__(cp.origin, cp.size, bytes(32)), served.log_key)
+        assert post(300, [], fork)[0] == 409
+        # the state survives a restart
+        again = Witness(witness_key, [served.log_key.verifier], tmp_path / "witness.json")
+        assert again.add_checkpoint(b"old 0\n\n" + new_note.encode()).body == b"300\n"
+    finally:
+        witness.close()
