@@ -115,8 +115,8 @@ def test_witness_add_checkpoint_status_codes(served: Served, tmp_path: Path) -> 
         status, ctype, body = post(0, [], note)
         assert (status, ctype, body) == (409, "text/x.tlog.size", b"5\n")
         assert post(5, [], note)[0] == 200  # same size, same root
-        for i in range(5, 300):
-            served.add(served.manifest(i))
+        with ThreadPoolExecutor(16) as pool:  # concurrent writers: batched by the sequencer
+            assert {r[0] for r in pool.map(served.add, [served.manifest(i) for i in range(5, 300)])} == {200}
         new_note = (served.root / "checkpoint").read_text()
         reader = TileReader(open_source(served.root).read, 300)
         proof = reader.consistency_proof(5)
@@ -139,3 +139,31 @@ def test_witness_add_checkpoint_status_codes(served: Served, tmp_path: Path) -> 
         assert again.add_checkpoint(b"old 0\n\n" + new_note.encode()).body == b"300\n"
     finally:
         witness.close()
+
+
+def test_log_gets_its_checkpoints_cosigned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nospy.ledger.storage import LogWriter
+
+    witness_key, log_key = keys.generate("witness.example/w2"), keys.generate(ORIGIN)
+    cosigner = CosignerKey.from_verifier(witness_key.verifier)
+    witness = WitnessServer(Witness(witness_key, [log_key.verifier], tmp_path / "witness.json"))
+    witness.start()
+    try:
+        (tmp_path / "log.skey").write_text(str(log_key))
+        root = tmp_path / "log"
+        init_log(root, ORIGIN, log_key, tmp_path / "log.skey", [], witnesses=[(witness.url, cosigner)])
+        for rounds in range(2):  # a new writer does not know the witness's size: it learns it from a 409
+            with LogWriter(root) as writer:
+                for i in range(3):
+                    writer.add([b"round %d batch %d entry %d" % (rounds, i, k) for k in range(100)])
+                    note = (root / "checkpoint").read_text()
+                    signed = open_checkpoint(note, [log_key.verifier], cosigners=[cosigner], quorum=1)
+                    assert signed.checkpoint.size == writer.size
+        assert audit_log(open_source(root), log_key.verifier).checkpoint.size == 600
+    finally:
+        witness.close()
+    # a witness that is down leaves the checkpoint uncosigned but never blocks the log
+    with LogWriter(root) as writer:
+        writer.add([b"while the witness is down"])
+    assert "no cosignature" in capsys.readouterr().err
+    assert audit_log(open_source(root), log_key.verifier).checkpoint.size == 601

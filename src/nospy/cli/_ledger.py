@@ -14,7 +14,7 @@ from nospy._fileio import read_limited, write_atomic
 from nospy.cli._common import console
 from nospy.errors import InputError
 from nospy.ledger import audit_log, find_release, open_source, verify_proof
-from nospy.ledger.checkpoint import CosignerKey
+from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
 from nospy.ledger.release import entry_bytes, make_release, read_release
 from nospy.ledger.server import LogServer, WitnessServer
 from nospy.ledger.storage import LogWriter, init_log, read_config
@@ -54,10 +54,19 @@ def log_init(
     origin: str = typer.Option(..., "--origin", help="Checkpoint origin, e.g. log.example/nospy."),
     key: Path = typer.Option(..., "--key", "-k", help="The log's signing key (.skey); its path is recorded."),
     trust: list[Path] = typer.Option([], "--trust", help="Vendor verifier key (.vkey) whose manifests are accepted."),
+    witness: list[str] = typer.Option(
+        [], "--witness", help="URL=VKEY: a witness to ask for cosignatures, and its (cosigner) verifier key file."
+    ),
 ) -> None:
     """Create an empty log and sign its first (size 0) checkpoint."""
     skey = keys.read_signing_key(key)
-    init_log(directory, origin, skey, key, [keys.read_verifier_key(p) for p in trust])
+    witnesses = []
+    for item in witness:
+        url, sep, vkey = item.rpartition("=")
+        if not sep:
+            raise InputError(f"--witness {item!r}: expected URL=VKEY_FILE")
+        witnesses.append((url, parse_cosigner_key(read_limited(Path(vkey), 4096).decode("utf-8", "replace"))))
+    init_log(directory, origin, skey, key, [keys.read_verifier_key(p) for p in trust], witnesses=witnesses)
     console.print(f"created log {origin} in {directory}; log key: {skey.verifier}")
 
 

@@ -30,10 +30,11 @@ from nospy import keys
 from nospy._fileio import read_limited, write_atomic
 from nospy.errors import InputError, NospyError, VerificationError
 from nospy.ledger import merkle
-from nospy.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from nospy.ledger.checkpoint import Checkpoint, CosignerKey, open_checkpoint, parse_cosigner_key, sign_checkpoint
 from nospy.ledger.tiles import (
     MAX_ENTRY,
     TILE_WIDTH,
+    TileReader,
     bundle_path,
     encode_bundle,
     parse_bundle,
@@ -41,6 +42,7 @@ from nospy.ledger.tiles import (
     tile_path,
     tile_width,
 )
+from nospy.ledger.witness import WitnessClient
 
 __all__ = ["LogConfig", "LogWriter", "Sequencer", "init_log", "read_config"]
 
@@ -48,6 +50,12 @@ PRIVATE_DIR = ".nospy"
 _CONFIG = "config.json"
 _JOURNAL = "journal.json"
 _MERGE_AT = 1 << 16  # recent entries kept in a dict before they move into the sorted numpy index
+
+
+class WitnessConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="The witness's submission prefix (add-checkpoint is under it).")
+    key: str = Field(description="The witness's cosigner verifier key.")
 
 
 class LogConfig(BaseModel):
@@ -58,6 +66,7 @@ class LogConfig(BaseModel):
     log_key: str = Field(description="The log's verifier key (signed-note vkey).")
     signing_key: str = Field(description="Path of the log's signing key file.")
     trusted: list[str] = Field(default_factory=list, description="Vendor verifier keys whose manifests are accepted.")
+    witnesses: list[WitnessConfig] = Field(default_factory=list, description="Witnesses asked to cosign checkpoints.")
 
     def verifier(self) -> keys.VerifierKey:
         return keys.parse_verifier_key(self.log_key)
@@ -75,7 +84,13 @@ def read_config(root: Path) -> LogConfig:
 
 
 def init_log(
-    root: Path, origin: str, key: keys.SigningKey, key_path: Path, trusted: Sequence[keys.VerifierKey]
+    root: Path,
+    origin: str,
+    key: keys.SigningKey,
+    key_path: Path,
+    trusted: Sequence[keys.VerifierKey],
+    *,
+    witnesses: Sequence[tuple[str, CosignerKey]] = (),
 ) -> None:
     """Create an empty log in ``root`` (which must be empty or missing) and sign its size-0 checkpoint."""
     if "\n" in origin or not origin:
@@ -88,6 +103,7 @@ def init_log(
         log_key=str(key.verifier),
         signing_key=str(key_path.resolve()),
         trusted=[str(k) for k in trusted],
+        witnesses=[WitnessConfig(url=url, key=str(k)) for url, k in witnesses],
     )
     write_atomic(root / PRIVATE_DIR / _CONFIG, (config.model_dump_json(indent=2) + "\n").encode())
     write_atomic(root / "checkpoint", sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), key).encode())
@@ -125,19 +141,23 @@ class LogWriter:
             self.key = key if key is not None else keys.read_signing_key(Path(self.config.signing_key))
             if str(self.key.verifier) != self.config.log_key:
                 raise InputError("the signing key is not the log's key")
-            self._recover()
-            signed = open_checkpoint(
-                read_limited(root / "checkpoint", 1 << 16), [self.key.verifier], origin=self.config.origin
-            )
-            self.checkpoint = signed.checkpoint
-            self.size = self.checkpoint.size
-            self._load_edge()
-            self._load_index()
+            self._witnesses = [WitnessClient(w.url, parse_cosigner_key(w.key)) for w in self.config.witnesses]
+            self._load_state()
         except BaseException:
             self.close()
             raise
 
     # -- opening ------------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        self._recover()
+        signed = open_checkpoint(
+            read_limited(self.root / "checkpoint", 1 << 16), [self.key.verifier], origin=self.config.origin
+        )
+        self.checkpoint = signed.checkpoint
+        self.size = self.checkpoint.size
+        self._load_edge()
+        self._load_index()
 
     def _recover(self) -> None:
         """Undo a batch that died before its checkpoint was written (see the module docstring)."""
@@ -263,8 +283,16 @@ class LogWriter:
                 new_hashes.append(h)
         if new_entries:
             first = self.size
-            self._append(new_entries, new_hashes)
+            try:
+                self._append(new_entries, new_hashes)
+            except BaseException:
+                # a failed batch (disk full, I/O error) is rolled back as after a crash, so the
+                # files on disk and this writer's view of the tree cannot drift apart
+                self._load_state()
+                raise
             self._remember(new_hashes, first)
+            if self._witnesses:
+                self._cosign()
         return result
 
     def _append(self, entries: list[bytes], hashes: list[bytes]) -> None:
@@ -340,6 +368,23 @@ class LogWriter:
 
         self.size, self.checkpoint = new_size, cp
         self._partial, self._bundle = partials, new_bundle
+
+    def _cosign(self) -> None:
+        """Ask the witnesses to cosign the checkpoint just committed and add their cosignatures.
+
+        Witnesses only ever see a checkpoint that is already durable, so a crash can never leave a
+        witness holding a tree the log then forgets. Cosigning is best effort: an unreachable or
+        refusing witness leaves the checkpoint with fewer cosignatures, never blocks the log.
+        """
+        note = self.checkpoint_note
+        reader = TileReader(self._read, self.size)
+        lines = []
+        for witness in self._witnesses:
+            line = witness.cosign(note, self.checkpoint, reader, self.key.verifier)
+            if line:
+                lines.append(line)
+        if lines:
+            write_atomic(self.root / "checkpoint", (note + "".join(lines)).encode())
 
     def _make_dirs(self, path: Path, dirs: set[Path]) -> None:
         missing = []

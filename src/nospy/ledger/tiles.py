@@ -8,6 +8,7 @@ tile as big-endian uint16 length-prefixed byte strings.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import Callable
@@ -153,36 +154,50 @@ class TileReader:
     def __init__(self, fetch: Callable[[str], bytes], size: int) -> None:
         self._fetch = fetch
         self.size = size
-        self._levels: dict[tuple[int, int], list[list[bytes]]] = {}
+        self._tiles: dict[tuple[int, int], bytes] = {}
+        self._nodes: dict[tuple[int, int], bytes] = {}  # subtrees hashed from more than one tile hash
 
-    def tile_levels(self, level: int, index: int) -> list[list[bytes]]:
-        """The tile's hashes and the 7 levels of subtree hashes above them inside the tile."""
+    def tile(self, level: int, index: int) -> bytes:
+        """The tile's bytes, full or as partial as this tree size makes it."""
         key = (level, index)
-        cached = self._levels.get(key)
-        if cached is not None:
-            return cached
-        width = tile_width(level, index, self.size)
-        if width == 0:
-            raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
-        rows = [split_tile(self._fetch(tile_path(level, index, width)), width)]
-        sha = merkle.node_hash
-        for _ in range(TILE_HEIGHT - 1):
-            below = rows[-1]
-            rows.append([sha(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
-        if len(self._levels) > 4096:  # a bounded cache: proofs touch a handful of tiles each
-            self._levels.clear()
-        self._levels[key] = rows
-        return rows
+        data = self._tiles.get(key)
+        if data is None:
+            width = tile_width(level, index, self.size)
+            if width == 0:
+                raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
+            data = self._fetch(tile_path(level, index, width))
+            if len(data) != width * merkle.HASH_SIZE:
+                raise InputError(f"{tile_path(level, index, width)}: {len(data)} bytes, expected {width * 32}")
+            if len(self._tiles) > 1024:  # bounded: a proof touches a few tiles per level
+                self._tiles.clear()
+            self._tiles[key] = data
+        return data
 
     def perfect(self, height: int, index: int) -> bytes:
-        """MTH of the perfect subtree of ``2**height`` leaves number ``index`` (merkle.PerfectHash)."""
+        """MTH of the perfect subtree of ``2**height`` leaves number ``index`` (merkle.PerfectHash).
+
+        Its ``2**(height % 8)`` lowest hashes sit side by side in one tile; they are hashed pairwise
+        straight from the tile's bytes (one slice per node), the cheapest way to run SHA-256 from
+        Python, and only the nodes of this subtree are computed.
+        """
         if (index + 1) << height > self.size:
             raise InputError(f"subtree {height}/{index} is not complete in a tree of size {self.size}")
         level, within = divmod(height, TILE_HEIGHT)
-        first = index << within  # position of its first hash in the level's sequence
-        tile, offset = divmod(first, TILE_WIDTH)
-        rows = self.tile_levels(level, tile)
-        return rows[within][offset >> within]
+        tile, offset = divmod(index << within, TILE_WIDTH)
+        if within == 0:
+            return self.tile(level, tile)[offset * 32 : offset * 32 + 32]
+        # remembered: many proofs from one reader share the nodes near the root and the right edge
+        node = self._nodes.get((height, index))
+        if node is not None:
+            return node
+        buf = self.tile(level, tile)[offset * 32 : (offset + (1 << within)) * 32]
+        sha = hashlib.sha256
+        while len(buf) > merkle.HASH_SIZE:
+            buf = b"".join([sha(b"\x01" + buf[i : i + 64]).digest() for i in range(0, len(buf), 64)])
+        if len(self._nodes) > 65536:
+            self._nodes.clear()
+        self._nodes[(height, index)] = buf
+        return buf
 
     def root(self) -> bytes:
         return merkle.range_hash(0, self.size, self.perfect) if self.size else merkle.EMPTY_ROOT

@@ -13,7 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +27,10 @@ from nospy import keys
 from nospy._fileio import read_limited, write_atomic
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
-from nospy.ledger.checkpoint import cosign, open_checkpoint
+from nospy.ledger.checkpoint import Checkpoint, CosignerKey, cosign, open_checkpoint
+from nospy.ledger.tiles import TileReader
 
-__all__ = ["MAX_REQUEST", "Response", "Witness", "parse_add_checkpoint"]
+__all__ = ["MAX_REQUEST", "Response", "Witness", "WitnessClient", "parse_add_checkpoint"]
 
 MAX_REQUEST = 1 << 17
 MAX_PROOF_LINES = 63
@@ -135,3 +139,47 @@ class Witness:
             self._state.logs[origin] = _Seen(size=cp.size, root=base64.b64encode(cp.root).decode())
             write_atomic(self.state_path, self._state.model_dump_json(indent=2).encode())
         return Response(200, "text/plain; charset=utf-8", cosign(cp.body(), self.key).encode())
+
+
+class WitnessClient:
+    """The log's side of tlog-witness: submit a checkpoint with a consistency proof from the
+    witness's last cosigned size, learning that size from a 409 answer when it is not known."""
+
+    def __init__(self, url: str, key: CosignerKey, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"witness URL {url!r} is not http(s)")
+        self.url = url.rstrip("/") + "/add-checkpoint"
+        self.key = key
+        self.timeout = timeout
+        self.size = 0  # the size we believe the witness last cosigned
+
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.url, data=body, method="POST")  # noqa: S310 - scheme checked
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - scheme checked
+                return resp.status, resp.read(MAX_REQUEST)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(MAX_REQUEST)
+
+    def cosign(self, note: str, cp: Checkpoint, reader: TileReader, log_key: keys.VerifierKey) -> str | None:
+        """The witness's verified cosignature line for ``note``, or None (reported on stderr)."""
+        try:
+            for _ in range(2):
+                old = min(self.size, cp.size)
+                proof = reader.consistency_proof(old, cp.size) if old else []
+                lines = [f"old {old}", *(base64.b64encode(h).decode() for h in proof)]
+                status, body = self._post(("\n".join(lines) + "\n\n" + note).encode())
+                if status == 409 and body.strip().isdigit():
+                    self.size = int(body.strip())
+                    continue
+                if status != 200:
+                    raise InputError(f"HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}")
+                open_checkpoint(note + body.decode("utf-8"), [log_key], cosigners=[self.key], quorum=1)
+                self.size = cp.size
+                return next(
+                    line + "\n" for line in body.decode().splitlines() if line.split(" ")[1:2] == [self.key.name]
+                )
+            raise InputError("the witness keeps answering 409")
+        except (InputError, VerificationError, OSError, UnicodeDecodeError, StopIteration) as exc:
+            sys.stderr.write(f"nospy: witness {self.url}: no cosignature: {exc}\n")
+            return None
