@@ -65,9 +65,20 @@ def test_sigkill_at_random_points(tmp_path: Path) -> None:
             [sys.executable, "-c", WRITER, str(root), str(run)], stdout=subprocess.PIPE, env=env, text=True
         )
         lines: list[str] = []
-        reader = threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout or []))
+
+        def read(p: subprocess.Popen[str] = proc, out: list[str] = lines) -> None:
+            for line in p.stdout or []:
+                out.append(line)
+
+        reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(rng.uniform(0.25, 0.7))  # the writer needs ~0.3 s to start; kill during recovery or batches
+        if run % 2:  # half the kills land after the writer has acknowledged something
+            deadline = time.monotonic() + 60
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.2))
+        else:  # the others at any time, including while the writer starts and recovers the log
+            time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         reader.join()
@@ -82,5 +93,5 @@ def test_sigkill_at_random_points(tmp_path: Path) -> None:
         for at, entry in acked.items():
             assert at < len(entries), f"acknowledged entry {at} lost after kill {run}"
             assert entries[at] == entry, f"acknowledged entry {at} changed after kill {run}"
-    assert len(acked) > 1000  # the kills did not all land before the first batch
+    assert len(acked) >= KILLS // 2  # every other writer acknowledged at least one batch before its kill
     print(f"{KILLS} kills, {interrupted} in the middle of a batch, {len(acked)} entries acknowledged")
