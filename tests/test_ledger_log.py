@@ -224,3 +224,30 @@ def test_checkpoint_parsing() -> None:
             open_checkpoint(keys.sign_note(bad, [key]), [key.verifier])
     with pytest.raises(VerificationError):
         open_checkpoint(sign_checkpoint(cp, key), [key.verifier], origin="elsewhere")
+
+
+def test_a_failed_batch_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error while committing (here: the checkpoint write fails) leaves no trace."""
+    from nospy.ledger import storage
+
+    root, key = _new_log(tmp_path)
+    with LogWriter(root) as writer:
+        writer.add([b"first %d" % i for i in range(300)])
+
+        def failing_write(path: Path, data: bytes, mode: int = 0o644, *, overwrite: bool = True) -> None:
+            if path.name == "checkpoint":
+                raise OSError(28, "No space left on device")
+            storage_write(path, data, mode, overwrite=overwrite)
+
+        storage_write = storage.write_atomic  # type: ignore[attr-defined]
+        monkeypatch.setattr(storage, "write_atomic", failing_write)
+        with pytest.raises(OSError, match="No space"):
+            writer.add([b"lost %d" % i for i in range(600)])
+        monkeypatch.setattr(storage, "write_atomic", storage_write)
+        assert writer.size == 300
+        assert not (root / "tile" / "entries" / "001").exists()  # the failed batch's files are gone
+        after = audit_log(open_source(root), key.verifier)
+        assert (after.checkpoint.size, after.unpublished_files) == (300, 0)
+        assert writer.add([b"second %d" % i for i in range(10)]) == list(range(300, 310))
+    result = audit_log(open_source(root), key.verifier)
+    assert (result.checkpoint.size, result.unpublished_files) == (310, 0)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nospy import keys
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import find_release, verify_proof
 from nospy.ledger.checkpoint import CosignerKey, cosign, open_checkpoint, parse_cosigner_key
-from nospy.ledger.proof import parse_proof
+from nospy.ledger.proof import format_proof, parse_proof
 from nospy.ledger.release import entry_bytes, make_release, read_release
 from nospy.ledger.storage import LogWriter, init_log
 
@@ -120,3 +123,23 @@ def test_cosigned_message_is_the_spec_format() -> None:
     Ed25519PublicKey.from_public_bytes(witness.verifier.public).verify(
         raw[12:], b"cosignature/v1\ntime 1679315147\n" + body.encode()
     )
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(0, (1 << 63) - 1),
+    st.lists(st.binary(min_size=32, max_size=32), max_size=64),
+    st.one_of(st.none(), st.binary(max_size=300)),
+)
+def test_tlog_proof_round_trip(index: int, hashes: list[bytes], extra: bytes | None) -> None:
+    checkpoint = "origin\n1\n" + base64.b64encode(bytes(32)).decode() + "\n\n\u2014 origin AAAA\n"
+    parsed = parse_proof(format_proof(index, hashes, checkpoint, extra=extra))
+    assert (parsed.index, list(parsed.proof), parsed.checkpoint, parsed.extra) == (index, hashes, checkpoint, extra)
+
+
+@given(st.text(min_size=1, max_size=50).filter(lambda o: "\n" not in o), st.integers(0, (1 << 63) - 1))
+def test_checkpoint_body_round_trip(origin: str, size: int) -> None:
+    from nospy.ledger.checkpoint import Checkpoint, parse_body
+
+    cp = Checkpoint(origin, size, hashlib.sha256(origin.encode()).digest())
+    assert parse_body(cp.body()) == cp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import urllib.error
 import urllib.request
@@ -79,6 +80,11 @@ def test_reads_and_guarded_writes(served: Served) -> None:
     assert served.add(served.manifest(3))[2] == b'{"index": 0}\n'  # deduplicated
     status, ctype, body = _request(f"{url}/tile/entries/000.p/1")
     assert status == 200 and ctype == "application/octet-stream" and body[2:] == served.manifest(3)
+    req = urllib.request.Request(f"{url}/tile/entries/000.p/1", headers={"Accept-Encoding": "gzip"})  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - a local test server
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(resp.read()) == body
+    assert HttpSource(url).read("tile/entries/000.p/1") == body  # asks for gzip, inflates
 
 
 def test_concurrent_writers_then_audit_and_find_over_http(served: Served) -> None:

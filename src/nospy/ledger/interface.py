@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -73,9 +74,18 @@ class HttpSource:
     def read(self, path: str) -> bytes:
         url = f"{self.prefix}/{path}"
         limit = _limit(path)
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, identity"})  # noqa: S310
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310 - scheme checked above
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - scheme checked above
                 data: bytes = resp.read(limit + 1)
+                if resp.headers.get("Content-Encoding", "identity").lower() == "gzip":
+                    # tlog-tiles lets logs gzip entry bundles, even unasked; inflate under the same limit
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    data = inflater.decompress(data, limit + 1)
+                    if not inflater.eof and len(data) <= limit:
+                        raise InputError(f"{url}: truncated gzip body")
+        except zlib.error as exc:
+            raise InputError(f"{url}: bad gzip body: {exc}") from None
         except urllib.error.HTTPError as exc:
             raise InputError(f"{url}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:

@@ -8,6 +8,7 @@ manifest of at most 65,535 bytes; it answers ``{"index": N}`` once the entry is 
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import json
 import threading
@@ -22,17 +23,24 @@ from nospy.ledger.witness import MAX_REQUEST, Witness
 
 __all__ = ["LogServer", "WitnessServer"]
 
+_IMMUTABLE = "public, max-age=31536000, immutable"  # tiles and bundles never change once published
+
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "nospy"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a client may take between reads: slow clients cannot hold threads forever
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Quiet: a server under load must not spend its time printing every request."""
 
-    def _send(self, status: int, content_type: str, body: bytes, cache: str = "no-store") -> None:
+    def _send(
+        self, status: int, content_type: str, body: bytes, cache: str = "no-store", encoding: str | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
         self.end_headers()
@@ -69,7 +77,11 @@ class _LogHandler(_Handler):
         except (InputError, OSError):
             self._error(404, "not found")
             return
-        self._send(200, "application/octet-stream", data, "public, max-age=31536000, immutable")
+        gzip_ok = "gzip" in self.headers.get("Accept-Encoding", "")
+        if path.startswith("tile/entries/") and gzip_ok:
+            self._send(200, "application/octet-stream", gzip.compress(data, 6), _IMMUTABLE, encoding="gzip")
+            return
+        self._send(200, "application/octet-stream", data, _IMMUTABLE)
 
     def do_HEAD(self) -> None:
         self.do_GET()
