@@ -7,7 +7,8 @@
    fsynced and checkpointed before the next starts. Targets: >= 10,000 appends/s.
 2. Audit of that log from the directory (every entry re-hashed, every tile rebuilt). Target: < 10 s
    for 1,000,000 entries.
-3. Inclusion proofs for random entries of a ``--proof-size``-leaf tree, read from its tiles on disk
+3. find_release (what `nospy check` uses) in a log of ``--find-entries`` release manifests.
+4. Inclusion proofs for random entries of a ``--proof-size``-leaf tree, read from its tiles on disk
    with a cold tile cache per proof (the tiles are built directly from synthetic leaf hashes, as
    entries play no part in proofs). Target: < 1 ms per proof.
 """
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import shutil
@@ -23,8 +25,9 @@ import time
 from pathlib import Path
 
 from nospy import keys
-from nospy.ledger import audit_log, merkle, open_source
+from nospy.ledger import audit_log, find_release, merkle, open_source
 from nospy.ledger.checkpoint import Checkpoint, sign_checkpoint
+from nospy.ledger.release import entry_bytes, make_release
 from nospy.ledger.storage import LogWriter, init_log
 from nospy.ledger.tiles import TILE_WIDTH, TileReader, tile_path
 
@@ -54,6 +57,30 @@ def bench_appends(root: Path, entries: int, batch: int, size: int) -> None:
     result = audit_log(open_source(root), key.verifier)
     took = time.perf_counter() - t
     print(f"audit: {result.checkpoint.size:,} entries, {result.files_checked:,} files: {took:.2f} s")
+
+
+def bench_find(root: Path, count: int) -> None:
+    """find_release in a log of ``count`` release manifests: the digest's bytes are searched per
+    bundle, so only candidate manifests are parsed; the last release logged is found first."""
+    vendor, key = keys.generate("acme.example"), keys.generate("bench.example/releases")
+    (root.parent / "releases.skey").write_text(str(key))
+    init_log(root, "bench.example/releases", key, root.parent / "releases.skey", [vendor.verifier])
+    image = root.parent / "fw.bin"
+    with LogWriter(root) as writer:
+        batch = []
+        for i in range(count):
+            image.write_bytes(b"firmware image %d" % i)
+            batch.append(entry_bytes(make_release(image, vendor, "acme-rx200", f"1.{i}")))
+            if len(batch) == 4096 or i == count - 1:
+                writer.add(batch)
+                batch = []
+    for label, i in (("oldest", 0), ("newest", count - 1), ("absent", -1)):
+        digest = hashlib.sha256(b"firmware image %d" % i).hexdigest()
+        t = time.perf_counter()
+        ev = find_release(root, key.verifier, digest, vendor_keys=[vendor.verifier])
+        took = time.perf_counter() - t
+        assert (ev is None) == (i < 0)
+        print(f"find_release in {count:,} manifests, {label} release: {took * 1e3:.1f} ms")
 
 
 def build_tiles(root: Path, size: int) -> tuple[keys.SigningKey, bytes]:
@@ -137,6 +164,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="Scratch directory (default: a temporary one).")
     ap.add_argument("--skip-appends", action="store_true")
     ap.add_argument("--skip-proofs", action="store_true")
+    ap.add_argument("--find-entries", type=int, default=100_000, help="Manifests in the find_release log (0: skip).")
     ap.add_argument("--proof-dir", type=Path, default=None, help="Keep (or reuse) the proof tree's tiles here.")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="nospy-bench-", dir=args.dir))
@@ -144,6 +172,9 @@ def main() -> None:
         if not args.skip_appends:
             bench_appends(scratch / "log", args.entries, args.batch, args.entry_size)
             shutil.rmtree(scratch / "log")
+        if args.find_entries:
+            bench_find(scratch / "releases", args.find_entries)
+            shutil.rmtree(scratch / "releases")
         if not args.skip_proofs:
             proofs = args.proof_dir or scratch / "proofs"
             proofs.mkdir(exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nospy import keys
+from nospy._fileio import write_atomic
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import audit_log, merkle, open_source
 from nospy.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
@@ -239,7 +240,7 @@ def test_a_failed_batch_is_rolled_back(tmp_path: Path, monkeypatch: pytest.Monke
                 raise OSError(28, "No space left on device")
             storage_write(path, data, mode, overwrite=overwrite)
 
-        storage_write = storage.write_atomic  # type: ignore[attr-defined]
+        storage_write = write_atomic
         monkeypatch.setattr(storage, "write_atomic", failing_write)
         with pytest.raises(OSError, match="No space"):
             writer.add([b"lost %d" % i for i in range(600)])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nospy import keys
+from nospy import dsse, keys
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import find_release, verify_proof
 from nospy.ledger.checkpoint import CosignerKey, cosign, open_checkpoint, parse_cosigner_key
@@ -58,6 +58,10 @@ def test_manifest_is_an_in_toto_statement(tmp_path: Path) -> None:
         read_release(entry_bytes(env), [keys.generate("other").verifier])
     with pytest.raises(VerificationError):
         read_release(entry_bytes(env), [])
+    # the same statement re-serialised (not RFC 8785) would be a second entry for one release
+    loose = json.dumps(statement, indent=1).encode()
+    with pytest.raises(InputError, match="canonical"):
+        read_release(entry_bytes(dsse.sign(env.payload_type, loose, vendor)), [vendor.verifier])
 
 
 def test_find_release_and_tlog_proof(released: tuple[Path, keys.SigningKey, keys.SigningKey, str]) -> None:
@@ -66,6 +70,9 @@ def test_find_release_and_tlog_proof(released: tuple[Path, keys.SigningKey, keys
     assert ev is not None
     assert (ev.index, ev.tree_size, ev.version) == (123, 301, "3.2.123")
     assert find_release(root, log_key.verifier, "0" * 64) is None
+    for i in (0, 10, 199, 200, 299):  # every alignment of the digest in the base64 payload
+        found = find_release(root, log_key.verifier, hashlib.sha256(b"firmware %d" % i).hexdigest())
+        assert found is not None and found.version == f"3.2.{i}"
     assert find_release(root, log_key.verifier, digest, vendor_keys=[keys.generate("x").verifier]) is None
     with pytest.raises(VerificationError):
         find_release(root, keys.generate(ORIGIN).verifier, digest)

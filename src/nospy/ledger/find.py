@@ -7,6 +7,7 @@ the checkpoint's root, so a log that lies about its tiles cannot produce evidenc
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,18 @@ def _matches(entry: bytes, sha256: str, vendor_keys: Sequence[keys.VerifierKey] 
     return None
 
 
+def _needles(sha256: str) -> tuple[bytes, ...]:
+    """What the digest's hex looks like inside a base64 DSSE payload, at each of the three byte
+    alignments, in both base64 alphabets DSSE allows. Statements are canonical JSON (see
+    `release.parse_statement`), so the hex appears literally in every payload that can match."""
+    text = sha256.encode()
+    out = []
+    for k in range(3):
+        part = text[k : k + 3 * ((len(text) - k) // 3)]
+        out += [base64.b64encode(part), base64.urlsafe_b64encode(part)]
+    return tuple(dict.fromkeys(out))
+
+
 def _signer(entry: bytes) -> str:
     from nospy import dsse  # noqa: PLC0415 - only for the evidence's keyid hint
 
@@ -68,10 +81,16 @@ def find_release(
     note = source.read("checkpoint")
     signed = open_checkpoint(note, [log_key], origin=origin)
     cp = signed.checkpoint
+    needles = _needles(target)
     for n in reversed(range(-(-cp.size // TILE_WIDTH))):  # newest first: releases are looked up soon after
         width = tile_width(0, n, cp.size)
-        entries = parse_bundle(source.read(bundle_path(n, width)), width)
+        bundle = source.read(bundle_path(n, width))
+        if not any(needle in bundle for needle in needles):
+            continue  # a byte search per bundle instead of parsing 256 manifests
+        entries = parse_bundle(bundle, width)
         for offset, entry in enumerate(entries):
+            if not any(needle in entry for needle in needles):
+                continue
             statement = _matches(entry, target, vendor_keys)
             if statement is None:
                 continue

@@ -3,7 +3,8 @@ spec/v1/statement.md) in a DSSE envelope signed by the vendor.
 
 The statement's subject is the firmware image (name, SHA-256); the predicate names the product and
 version and, by digest only, the SBOM and evaluation report, so a manifest stays far below the
-65,535-byte limit of a tlog-tiles entry. The logged entry is the envelope's compact JSON.
+65,535-byte limit of a tlog-tiles entry. The statement must be canonical JSON (RFC 8785); the
+logged entry is the envelope's compact JSON.
 """
 
 from __future__ import annotations
@@ -130,6 +131,14 @@ def parse_statement(payload: bytes) -> Statement:
         raise InputError("not a nospy release statement (wrong _type or predicateType)")
     for subject in statement.subject:
         subject.sha256  # noqa: B018 - reject a subject without a valid digest when reading
+    # One release, one byte string: canonical JSON (RFC 8785) makes deduplication by entry hash work
+    # and lets `find_release` look for a digest's bytes without parsing every entry.
+    try:
+        canonical = rfc8785.dumps(json.loads(payload))
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"release statement: {exc}") from None
+    if canonical != payload:
+        raise InputError("release statement is not canonical JSON (RFC 8785)")
     return statement
 
 
