@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from nospy.cli._common import console
 from nospy.errors import InputError
 from nospy.ledger import audit_log, find_release, open_source, verify_proof
 from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
-from nospy.ledger.release import entry_bytes, make_release, read_release
+from nospy.ledger.release import entry_bytes, make_release, read_release, sha256_file
 from nospy.ledger.server import LogServer, WitnessServer
 from nospy.ledger.storage import LogWriter, init_log, read_config
 from nospy.ledger.tiles import MAX_ENTRY
@@ -124,7 +123,7 @@ def _digest(sha256: str | None, image: Path | None) -> str:
     if (sha256 is None) == (image is None):
         raise InputError("give exactly one of --sha256 and --image")
     if image is not None:
-        return hashlib.sha256(read_limited(image, 1 << 34)).hexdigest()
+        return sha256_file(image)
     return str(sha256)
 
 
@@ -186,6 +185,8 @@ def log_audit(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     result = audit_log(open_source(log), vkey, origin=origin, state=state_path)
     seen = "" if result.previous_size is None else f", consistent with size {result.previous_size} seen before"
+    if result.unpublished_files:
+        seen += f" ({result.unpublished_files} files past the checkpoint, from a batch being written, left alone)"
     console.print(
         f"ok: {result.checkpoint.origin} size {result.checkpoint.size}, {result.files_checked} files checked{seen}"
     )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from nospy import keys
+from nospy import dsse, keys
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
 from nospy.ledger.checkpoint import CosignerKey, open_checkpoint
@@ -35,12 +35,11 @@ def _normalise(sha256: str) -> str:
 
 def _matches(entry: bytes, sha256: str, vendor_keys: Sequence[keys.VerifierKey] | None) -> Statement | None:
     try:
-        env, statement = read_release(entry, vendor_keys)
+        _, statement = read_release(entry, vendor_keys)
     except (InputError, VerificationError):
         return None  # not a release manifest, or not by a trusted vendor: not evidence
     if any(s.sha256 == sha256 for s in statement.subject):
         return statement
-    del env
     return None
 
 
@@ -57,8 +56,6 @@ def _needles(sha256: str) -> tuple[bytes, ...]:
 
 
 def _signer(entry: bytes) -> str:
-    from nospy import dsse  # noqa: PLC0415 - only for the evidence's keyid hint
-
     env = dsse.parse(entry)
     return env.signatures[0].keyid if env.signatures else ""
 

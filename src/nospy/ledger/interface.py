@@ -16,6 +16,7 @@ from typing import Protocol
 
 from nospy.errors import InputError
 from nospy.ledger import tiles
+from nospy.ledger.proof import format_proof
 
 __all__ = ["DirSource", "HttpSource", "InclusionEvidence", "LogSource", "open_source"]
 
@@ -121,6 +122,4 @@ class InclusionEvidence:
 
     def tlog_proof(self) -> str:
         """This evidence as a C2SP tlog-proof, the entry in ``extra``."""
-        from nospy.ledger.proof import format_proof  # noqa: PLC0415 - proof imports this module
-
         return format_proof(self.index, list(self.proof), self.checkpoint, extra=self.entry)

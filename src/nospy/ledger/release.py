@@ -31,6 +31,7 @@ __all__ = [
     "entry_bytes",
     "make_release",
     "read_release",
+    "sha256_file",
 ]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -70,7 +71,8 @@ class Statement(BaseModel):
     predicate: ReleasePredicate
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (firmware images can be large)."""
     h = hashlib.sha256()
     try:
         with path.open("rb") as fh:
@@ -82,7 +84,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def _artifact(path: Path) -> Artifact:
-    return Artifact(name=path.name, digest={"sha256": _sha256_file(path)})
+    return Artifact(name=path.name, digest={"sha256": sha256_file(path)})
 
 
 def make_release(

@@ -172,8 +172,13 @@ class LogWriter:
         if cp.size != plan["new_size"]:
             if cp.size != plan["old_size"]:
                 raise VerificationError("journal and checkpoint disagree: the log directory was changed")
+            dirs = set()
             for rel in plan["paths"]:
                 (self.root / rel).unlink(missing_ok=True)
+                dirs.add((self.root / rel).parent)
+            for d in dirs:  # the deletions must be durable before the journal that names them goes
+                if d.is_dir():
+                    _fsync_dir(d)
         journal.unlink()
         _fsync_dir(private)
 
