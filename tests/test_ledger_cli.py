@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -57,6 +58,17 @@ def test_release_log_audit_prove_verify(workdir: Path, capsys: pytest.CaptureFix
     tile.write_bytes(bytes([tile.read_bytes()[0] ^ 1]) + tile.read_bytes()[1:])
     assert run(["log", "audit", "log", "--key", "log.example_fw.vkey"]) == 1
     assert run(["log", "audit", "missing-dir", "--key", "log.example_fw.vkey"]) == 2
+
+
+def test_log_init_with_witnesses(workdir: Path) -> None:
+    base = ["log", "init", "log", "--origin", "log.example_fw", "--key", "log.example_fw.skey"]
+    assert run([*base, "--witness", "no-equals-sign"]) == 2
+    assert not (workdir / "log").exists()
+    assert run([*base, "--witness", "http://127.0.0.1:9/w=intruder.vkey"]) == 0
+    config = json.loads((workdir / "log" / ".nospy" / "config.json").read_text())
+    assert config["witnesses"][0]["url"] == "http://127.0.0.1:9/w"
+    assert config["witnesses"][0]["key"].startswith("intruder+")
+    assert run(["log", "init", "log", "--origin", "x", "--key", "log.example_fw.skey"]) == 2  # not empty
 
 
 def _wait(url: str) -> bytes:

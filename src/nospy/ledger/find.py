@@ -70,8 +70,10 @@ def find_release(
 ) -> InclusionEvidence | None:
     """Inclusion evidence for the release whose image has digest ``sha256``, or None if not logged.
 
-    With ``vendor_keys``, only manifests signed by one of them count. Raises `VerificationError`
-    when the checkpoint or the inclusion proof does not verify.
+    With ``vendor_keys``, only manifests signed by one of them count; without, any well-formed
+    release manifest in the log counts, and what you rely on is the log's admission policy (a
+    nospy log only takes manifests signed by the vendor keys it was told to trust). Raises
+    `VerificationError` when the checkpoint or the inclusion proof does not verify.
     """
     target = _normalise(sha256)
     source = log if not isinstance(log, str | Path) else open_source(log)

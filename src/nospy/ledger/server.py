@@ -104,6 +104,9 @@ class _LogHandler(_Handler):
         except VerificationError as exc:
             self._error(403, str(exc))
             return
+        except TimeoutError:
+            self._error(503, "the log could not make the entry durable in time; retry")
+            return
         except NospyError as exc:
             self._error(400, str(exc))
             return
