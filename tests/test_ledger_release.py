@@ -150,3 +150,11 @@ def test_checkpoint_body_round_trip(origin: str, size: int) -> None:
 
     cp = Checkpoint(origin, size, hashlib.sha256(origin.encode()).digest())
     assert parse_body(cp.body()) == cp
+
+
+def test_spec_example_cosignature_layout() -> None:
+    """The tlog-cosignature spec's example line: key ID, then the big-endian timestamp of its message."""
+    line = "jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA=="
+    raw = base64.b64decode(line)
+    assert len(raw) == 4 + 8 + 64
+    assert int.from_bytes(raw[4:12], "big") == 1679315147  # "time 1679315147" in the spec's signed message

@@ -134,8 +134,12 @@ def test_witness_add_checkpoint_status_codes(served: Served, tmp_path: Path) -> 
         impostor = keys.generate(ORIGIN)
         cp = open_checkpoint(new_note, [served.log_key.verifier]).checkpoint
         assert post(5, proof, sign_checkpoint(cp, impostor))[0] == 403
-        status, _, body = post(5, proof, new_note)
-        assert status == 200
+        # racing submissions from the same old size: exactly one wins, the rest learn the new size
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: post(5, proof, new_note), range(6)))
+        assert sorted(a[0] for a in answers) == [200] + [409] * 5
+        assert {a[2] for a in answers if a[0] == 409} == {b"300\n"}
+        status, _, body = next(a for a in answers if a[0] == 200)
         open_checkpoint(new_note + body.decode(), [served.log_key.verifier], cosigners=[cosigner], quorum=1)
         # same size as the latest cosigned checkpoint, but another root: a split view
         fork = sign_checkpoint(cp.__class__(cp.origin, cp.size, bytes(32)), served.log_key)

@@ -10,7 +10,7 @@ import typer
 
 from nospy import keys
 from nospy._fileio import read_limited, write_atomic
-from nospy.cli._common import console
+from nospy.cli._common import console, err_console
 from nospy.errors import InputError
 from nospy.ledger import audit_log, find_release, open_source, verify_proof
 from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
@@ -66,6 +66,8 @@ def log_init(
             raise InputError(f"--witness {item!r}: expected URL=VKEY_FILE")
         witnesses.append((url, parse_cosigner_key(read_limited(Path(vkey), 4096).decode("utf-8", "replace"))))
     init_log(directory, origin, skey, key, [keys.read_verifier_key(p) for p in trust], witnesses=witnesses)
+    if skey.name != origin:  # tlog-checkpoint: the key name SHOULD be the origin; witnesses look logs up by it
+        err_console.print(f"warning: the log key is named {skey.name!r}, not the origin {origin!r}")
     console.print(f"created log {origin} in {directory}; log key: {skey.verifier}")
 
 
