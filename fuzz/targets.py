@@ -77,10 +77,11 @@ def release_manifest(data: bytes) -> None:
     release.read_release(data, [_VKEY])
 
 
+_WITNESS_STATE = tempfile.TemporaryDirectory(prefix="nospy-fuzz-witness-")  # removed when the process ends
 _WITNESS = witness.Witness(
     keys.parse_signing_key("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"),
     [_VKEY],
-    Path(tempfile.mkdtemp(prefix="nospy-fuzz-witness-")) / "state.json",
+    Path(_WITNESS_STATE.name) / "state.json",
 )
 
 
