@@ -115,6 +115,7 @@ class _LogHandler(_Handler):
 
 class _LogHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the stdlib's 5 resets connections when many writers arrive at once
     root: Path
     token: str
     writer: LogWriter
@@ -180,6 +181,7 @@ class _WitnessHandler(_Handler):
 
 class _WitnessHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     witness: Witness
 
 
