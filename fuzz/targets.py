@@ -7,7 +7,9 @@ under atheris for coverage-guided fuzzing.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from nospy import dsse, keys
 from nospy.agreement import from_payload
@@ -15,6 +17,8 @@ from nospy.agreement.load import parse_yaml
 from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
 from nospy.deployment.placement import check_placement
 from nospy.deployment.residency import check_residency
+from nospy.ledger import checkpoint as ledger_checkpoint
+from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
@@ -87,6 +91,46 @@ def upload_filename(data: bytes) -> None:
     assert "/" not in name and "\\" not in name
 
 
+def log_checkpoint(data: bytes) -> None:
+    ledger_checkpoint.open_checkpoint(data, [_VKEY], cosigners=[ledger_checkpoint.CosignerKey.from_verifier(_VKEY)])
+
+
+def cosigner_key(data: bytes) -> None:
+    ledger_checkpoint.parse_cosigner_key(_text(data))
+
+
+def tile_path(data: bytes) -> None:
+    tiles.parse_tile_path(_text(data))
+
+
+def entry_bundle(data: bytes) -> None:
+    tiles.parse_bundle(data)
+    tiles.split_tile(data, len(data) // 32)
+
+
+def tlog_proof(data: bytes) -> None:
+    parsed = proof.parse_proof(data)
+    cp = ledger_checkpoint.open_checkpoint(parsed.checkpoint, [_VKEY]).checkpoint
+    leaf = merkle.leaf_hash(parsed.extra or b"")
+    merkle.verify_inclusion(parsed.index, cp.size, leaf, list(parsed.proof), cp.root)
+
+
+def release_manifest(data: bytes) -> None:
+    release.read_release(data, [_VKEY])
+
+
+_WITNESS_STATE = tempfile.TemporaryDirectory(prefix="nospy-fuzz-witness-")  # removed when the process ends
+_WITNESS = witness.Witness(
+    keys.parse_signing_key("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"),
+    [_VKEY],
+    Path(_WITNESS_STATE.name) / "state.json",
+)
+
+
+def witness_add_checkpoint(data: bytes) -> None:
+    assert _WITNESS.add_checkpoint(data).status in {200, 400, 403, 404, 409, 422}
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
@@ -101,4 +145,11 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "terraform_plan": terraform_plan,
     "terraform_state": terraform_plan,  # the same reader, seeded with a state file as Terraform stores it
     "upload_filename": upload_filename,
+    "log_checkpoint": log_checkpoint,
+    "cosigner_key": cosigner_key,
+    "tile_path": tile_path,
+    "entry_bundle": entry_bundle,
+    "tlog_proof": tlog_proof,
+    "release_manifest": release_manifest,
+    "witness_add_checkpoint": witness_add_checkpoint,
 }

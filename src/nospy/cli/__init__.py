@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _serve
+from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _serve
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -46,6 +46,7 @@ app.add_typer(_deployment.app, name="deployment")
 app.command("check")(_check.check)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
+_ledger.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
