@@ -11,6 +11,7 @@ from nospy import agreement as agr
 from nospy._fileio import write_atomic
 from nospy.cli._common import err_console
 from nospy.findings import Target
+from nospy.firmware.scan import FirmwareSource
 from nospy.keys import read_verifier_key
 from nospy.report import Format, render
 from nospy.verify import EvidenceSource
@@ -21,6 +22,9 @@ def check(
     agreement: Path = typer.Argument(..., help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
+    ),
+    firmware: list[Path] = typer.Option(
+        [], "--firmware", help="Firmware image or extracted root filesystem folder; repeatable."
     ),
     fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(
@@ -38,7 +42,7 @@ def check(
         err_console.print(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
-    sources: list[EvidenceSource] = []
+    sources: list[EvidenceSource] = [FirmwareSource(path) for path in firmware]
     report = run_check(
         parsed,
         sources,

@@ -1,0 +1,75 @@
+"""``nospy scan`` and ``nospy diff``: firmware evidence from one image, and what changed between two."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from nospy import agreement as agr
+from nospy._fileio import write_atomic
+from nospy.cli._common import err_console
+from nospy.firmware.components import cyclonedx_json
+from nospy.firmware.diff import diff_reports, render_diff
+from nospy.firmware.geo import RangeTable
+from nospy.firmware.scan import scan_report
+from nospy.report import Format, render
+
+
+class ScanFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CYCLONEDX = "cyclonedx"
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text.encode())
+        err_console.print(f"wrote {output}")
+
+
+def scan(  # noqa: PLR0917 - typer passes every option positionally
+    image: Path = typer.Argument(..., help="Firmware image, or a folder holding an extracted root filesystem."),
+    agreement: Path | None = typer.Option(
+        None, "--agreement", "-a", help="Check against this agreement (YAML/JSON/DSSE)."
+    ),
+    rules: list[Path] = typer.Option([], "--rules", help="A folder of extra YARA rules (*.yar); repeatable."),
+    geo: Path | None = typer.Option(
+        None, "--geo", help="CSV of network,country rows for placing IP addresses (data.residency)."
+    ),
+    fmt: ScanFormat = typer.Option(ScanFormat.TABLE, "--format", "-f", help="table, json, or a CycloneDX 1.6 SBOM."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report here (default: standard output)."
+    ),
+) -> None:
+    """Scan firmware for backdoors: accounts, services, consoles, keys, credentials, known backdoors, endpoints."""
+    parsed = agr.load(agreement) if agreement is not None else None
+    lookup = RangeTable.load(geo) if geo is not None else None
+    report = scan_report(image, parsed, rules, lookup, progress=lambda text: err_console.print(f"[dim]{text}[/]"))
+    if fmt is ScanFormat.CYCLONEDX:
+        inventory: object = next(iter(report.inventory.values()), {})
+        components = inventory.get("components", []) if isinstance(inventory, dict) else []
+        _write(cyclonedx_json(components, image.name), output)
+    else:
+        _write(render(report, Format(fmt.value)), output)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def diff(
+    old: Path = typer.Argument(..., help="The earlier image or root filesystem folder."),
+    new: Path = typer.Argument(..., help="The later image or root filesystem folder."),
+    json_out: bool = typer.Option(False, "--json", help="JSON instead of text."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here (default: standard output)."),
+) -> None:
+    """What changed between two images: files, accounts, services, components, and findings that came or went."""
+    progress = lambda text: err_console.print(f"[dim]{text}[/]")  # noqa: E731 - a one-line callback
+    before, after = scan_report(old, progress=progress), scan_report(new, progress=progress)
+    result = diff_reports(old, new, before, after)
+    _write(result.model_dump_json(indent=2) + "\n" if json_out else render_diff(result), output)
+    if result.findings_added:
+        raise typer.Exit(1)
