@@ -129,7 +129,8 @@ _TYPES = {
 def cyclonedx_json(components: list[dict[str, object]], image: str) -> str:
     """A CycloneDX 1.6 JSON SBOM of the components found in ``image``."""
     bom = Bom()
-    bom.metadata.component = CdxComponent(name=image, type=ComponentType.FIRMWARE)
+    root = CdxComponent(name=image, type=ComponentType.FIRMWARE, bom_ref=f"image:{image}")
+    bom.metadata.component = root
     bom.metadata.tools.components.add(CdxComponent(name="nospy", version=__version__, type=ComponentType.APPLICATION))
     for c in components:
         name, version = str(c["name"]), str(c["version"])
@@ -148,6 +149,7 @@ def cyclonedx_json(components: list[dict[str, object]], image: str) -> str:
                 ),
             )
         )
+    bom.register_dependency(root, list(bom.components))  # the image contains every component
     return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
 
 

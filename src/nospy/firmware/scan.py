@@ -138,6 +138,8 @@ class FirmwareSource:
         return f"firmware:{self.path.name}"
 
     def collect(self, agreement: Agreement | None, progress: Progress) -> SourceResult:
+        if self.rules_dirs:
+            backdoors.compile_rules(tuple(self.rules_dirs))  # a user's rule that does not compile is bad input
         tree = self.tree or open_tree(self.path)
         self.last = scan_tree(tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress)
         return SourceResult(
@@ -157,6 +159,8 @@ def scan_report(
     progress: Progress = lambda _: None,
 ) -> Report:
     """``nospy scan``: one image; verdicts per clause of ``agreement``, or of the implied backdoor clause."""
+    if rules_dirs:
+        backdoors.compile_rules(tuple(rules_dirs))  # bad rules are bad usage (exit 2), before any scanning
     source = FirmwareSource(path, rules_dirs, geo, open_tree(path))
     target = Target(path=str(path), sha256=_sha256(path))
     if agreement is not None:
