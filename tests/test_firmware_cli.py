@@ -68,6 +68,19 @@ def test_scan_cyclonedx(images: tuple[Path, Path, Path], tmp_path: Path, capsys:
     capsys.readouterr()
 
 
+def test_scan_sarif(images: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, bad, _ = images
+    assert run(["scan", str(bad), "--format", "sarif"]) == 1
+    log = json.loads(capsys.readouterr().out)
+    assert log["version"] == "2.1.0"
+    run_ = log["runs"][0]
+    rule_ids = [r["id"] for r in run_["tool"]["driver"]["rules"]]
+    hit = next(r for r in run_["results"] if r["ruleId"] == "backdoor.known")
+    assert rule_ids[hit["ruleIndex"]] == "backdoor.known" and hit["level"] == "error"
+    assert hit["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "etc/init0.d/S80telnetd.sh"
+    assert hit["locations"][0]["physicalLocation"]["region"]["startLine"] == 5
+
+
 def test_check_with_firmware(images: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, bad, agreement = images
     assert run(["check", str(agreement), "--firmware", str(bad), "--format", "json"]) == 1

@@ -14,6 +14,7 @@ from nospy.cli._common import err_console
 from nospy.firmware.components import cyclonedx_json
 from nospy.firmware.diff import diff_reports, render_diff
 from nospy.firmware.geo import RangeTable
+from nospy.firmware.sarif import render_sarif
 from nospy.firmware.scan import scan_report
 from nospy.report import Format, render
 
@@ -21,6 +22,7 @@ from nospy.report import Format, render
 class ScanFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
+    SARIF = "sarif"
     CYCLONEDX = "cyclonedx"
 
 
@@ -41,7 +43,9 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
     geo: Path | None = typer.Option(
         None, "--geo", help="CSV of network,country rows for placing IP addresses (data.residency)."
     ),
-    fmt: ScanFormat = typer.Option(ScanFormat.TABLE, "--format", "-f", help="table, json, or a CycloneDX 1.6 SBOM."),
+    fmt: ScanFormat = typer.Option(
+        ScanFormat.TABLE, "--format", "-f", help="table, json, sarif (2.1.0), or a CycloneDX 1.6 SBOM."
+    ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report here (default: standard output)."
     ),
@@ -54,6 +58,8 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
         inventory: object = next(iter(report.inventory.values()), {})
         components = inventory.get("components", []) if isinstance(inventory, dict) else []
         _write(cyclonedx_json(components, image.name), output)
+    elif fmt is ScanFormat.SARIF:
+        _write(render_sarif(report), output)
     else:
         _write(render(report, Format(fmt.value)), output)
     if report.failed:

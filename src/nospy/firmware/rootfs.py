@@ -22,7 +22,7 @@ from pathlib import Path
 from nospy.errors import InputError
 from nospy.firmware.crack import crypt_hash
 
-__all__ = ["HOST_PROGRAMS", "build_base", "clone", "plant"]
+__all__ = ["EXAMPLE_BACKDOOR", "HOST_PROGRAMS", "build_base", "build_example", "clone", "plant"]
 
 # (path on this machine, path in the image, Debian package)
 HOST_PROGRAMS = (
@@ -176,6 +176,32 @@ def build_base(root: Path) -> Path:
     plant(root, "/etc/shadow", shadow + "sshd:!:19000::::::\nnobody:!!:19000::::::\n", 0o600)
     for script in ("/etc/init.d/rcS", "/etc/init.d/S50dropbear", "/etc/init.d/S60httpd"):
         (root / script.lstrip("/")).chmod(0o755)
+    return root
+
+
+# The example image's planted backdoor: a "diagnostics" script that opens a root shell on TCP 2323.
+EXAMPLE_BACKDOOR = "/etc/init.d/S90diag"
+
+
+def build_example(root: Path) -> Path:
+    """The bundled example (ACME RX200): the clean base with an admin account and one planted backdoor."""
+    build_base(root)
+    plant(root, "/etc/init.d/S60httpd", "#!/bin/sh\n# the web interface ships in a later release\n", 0o755)
+    passwd = (
+        (root / "etc/passwd")
+        .read_text()
+        .replace("root:x:0:0:root:/root:/bin/sh", "root:x:0:0:root:/root:/sbin/nologin")
+    )
+    plant(root, "/etc/passwd", passwd + "admin:x:1000:1000:admin:/home/admin:/bin/sh\n")
+    shadow = (root / "etc/shadow").read_text()
+    admin = shadow.splitlines()[0].split(":")[1]  # the random strong hash the base gave root
+    plant(root, "/etc/shadow", shadow.replace(admin, "!") + f"admin:{admin}:19000:0:99999:7:::\n", 0o600)
+    plant(
+        root,
+        EXAMPLE_BACKDOOR,
+        "#!/bin/sh\n# factory diagnostics\ntelnetd -p 2323 -l /bin/sh &\n",
+        0o755,
+    )
     return root
 
 
