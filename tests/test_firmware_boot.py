@@ -108,3 +108,20 @@ def test_busybox_without_inittab_has_a_console_shell(tmp_path: Path) -> None:
     (root / "sbin/init").symlink_to("../bin/busybox")
     findings = CONSOLES.run(Context(DirectoryTree(root), None))
     assert {(f.rule, f.path) for f in findings} == {("console.unauthenticated", "/sbin/init")}
+
+
+def test_sysv_rc_links_decide_which_init_scripts_start(tmp_path: Path) -> None:
+    from nospy.firmware.services import SERVICES
+
+    root = tmp_path / "r"
+    for d in ("etc/init.d", "etc/rc2.d", "usr/sbin", "bin"):
+        (root / d).mkdir(parents=True)
+    (root / "bin/busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    (root / "etc/init.d/telnetd").write_text("#!/bin/sh\ntelnetd -l /bin/login\n")
+    (root / "etc/init.d/dropbear").write_text("#!/bin/sh\n/usr/sbin/dropbear -p 22\n")
+    (root / "etc/rc2.d/S01dropbear").symlink_to("../init.d/dropbear")
+    ctx = Context(DirectoryTree(root), None)
+    findings = SERVICES.run(ctx)
+    assert [(f.rule, f.path, f.evidence["program"]) for f in findings] == [
+        ("inventory.service", "/etc/init.d/dropbear", "dropbear")
+    ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from nospy.firmware.context import Context, Evidence, text_lines
+from nospy.firmware.tree import EntryType
 
 __all__ = [
     "Command",
@@ -354,6 +355,7 @@ tty4::askfirst:/bin/sh
 """
 
 _SCRIPT_PLACES = ("/etc/init.d/", "/etc/init0.d/", "/etc/rc.d/", "/etc/rcS.d/", "/etc/rc2.d/", "/etc/rc3.d/")
+_LINK_DIRS = ("/etc/rc.d/S", "/etc/rcS.d/S", "/etc/rc2.d/S", "/etc/rc3.d/S", "/etc/rc5.d/S")
 _SCRIPT_FILES = ("/etc/rc.local", "/etc/rc.d/rc.local", "/etc/rcS", "/etc/rc.sysinit", "/etc/init.d/rcS")
 
 
@@ -386,6 +388,7 @@ class _Walker:
         self.ctx = ctx
         self.out: list[Command] = []
         self.seen: set[str] = set()
+        self._paths: list[str] | None = None
         self.openwrt = ctx.tree.get("/etc/rc.common") is not None or ctx.tree.get("/lib/functions/procd.sh") is not None
 
     def script(self, path: str, depth: int, origin: Origin = Origin.SCRIPT) -> None:
@@ -433,7 +436,9 @@ class _Walker:
             self.script(t, depth + 1)
 
     def _all_paths(self) -> list[str]:
-        return [e.path for e in self.ctx.tree.entries()]
+        if self._paths is None:
+            self._paths = [e.path for e in self.ctx.tree.entries()]
+        return self._paths
 
     def inittab(self) -> None:
         path = "/etc/inittab"
@@ -456,15 +461,19 @@ class _Walker:
 
     def places(self) -> None:
         enabled: set[str] | None = None
-        if self.openwrt:
+        sysv_links = any(
+            (d := self.ctx.tree.get(p)) is not None and d.type is EntryType.DIR
+            for p in ("/etc/rcS.d", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc5.d")
+        )
+        if self.openwrt or sysv_links:  # init.d holds every script; only the linked ones start
             enabled = set()
             for e in self.ctx.tree.entries():
-                if e.path.startswith("/etc/rc.d/S") and (real := self.ctx.tree.resolve(e.path)):
+                if e.path.startswith(_LINK_DIRS) and (real := self.ctx.tree.resolve(e.path)):
                     enabled.add(real)
         for e in self.ctx.files():
             p = e.path
             if p in _SCRIPT_FILES or (p.startswith(_SCRIPT_PLACES) and posixpath.dirname(p).count("/") == 2):
-                if enabled is not None and p.startswith("/etc/init.d/") and p not in enabled:
+                if enabled is not None and p.startswith("/etc/init.d/") and p not in enabled and p not in _SCRIPT_FILES:
                     continue
                 if p.startswith(("/etc/rc2.d/", "/etc/rc3.d/", "/etc/rcS.d/")) and not posixpath.basename(p).startswith(
                     "S"
@@ -472,7 +481,7 @@ class _Walker:
                     continue
                 self.script(p, 0)
         for e in self.ctx.tree.entries():  # rc?.d links to /etc/init.d scripts
-            if e.path.startswith(("/etc/rc2.d/S", "/etc/rc3.d/S", "/etc/rcS.d/S", "/etc/rc.d/S")):
+            if e.path.startswith(_LINK_DIRS):
                 self.script(e.path, 0)
 
     def inetd(self) -> None:
