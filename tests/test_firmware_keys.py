@@ -83,6 +83,8 @@ def test_endpoint_noise_removed() -> None:
         "BusyBox v1.35.0 release 2.6.36.4 Linux version 5.10.0 OID 1.2.3.4:int:5\n"
         "<a xmlns='http://etherx.jabber.org/streams'>\n"
         "update: https://fw.vendor-cloud.cn:8443/check and 8.8.8.8 pool.ntp.org libc.so.6 value.ir\n"
+        "log.info(x) self.options.cloud yaml.org 1.4.0.7 123.45.67.89\n"
+        "report bugs to https://bugs.vendor.com/ or see https://www.vendor.com/doc/manual.html\n"
     )
     got = {(h, k, p) for h, k, p, _ in find_endpoints(text)}
     assert got == {("fw.vendor-cloud.cn", "url", 8443), ("8.8.8.8", "ip", None), ("pool.ntp.org", "host", None)}

@@ -51,7 +51,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "application",
         _b(r"(?:Dropbear (?:sshd|client|multi-purpose)[^\n\x00]{0,20}v|dropbear_)(\d{4}\.\d+)"),
     ),
-    Signature("openssh", "application", _b(r"OpenSSH_(\d+\.\d+(?:p\d+)?)")),
+    Signature("openssh", "application", _b(r"OpenSSH_(\d+\.\d+(?:p\d+)?)(?![\d.*,])")),
     Signature("openssl", "library", _b(r"OpenSSL (\d+\.\d+\.\d+[a-z]?) ")),
     Signature("glibc", "library", _b(r"GNU C Library [^\n\x00]{0,80}?version (\d+\.\d+(?:\.\d+)?)")),
     Signature("uclibc", "library", filename=re.compile(r"/libuClibc-(\d+\.\d+\.\d+(?:\.\d+)?)\.so$")),

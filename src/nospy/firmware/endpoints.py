@@ -26,15 +26,23 @@ _TLDS = (
 )
 _URL = re.compile(
     r"\b(?:https?|ftps?|tftp|mqtts?|wss?|coaps?|rtsp|telnet|ssh|ntp)://(?:[^@/\s\"'<>]{1,128}@)?"
-    r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::(\d{1,5}))?"
+    r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::(\d{1,5}))?([/?][^\s\"'<>]*)?"
 )
+# Links a program prints for people (bug trackers, manuals, licences), not hosts it talks to.
+_DOC_HOST = re.compile(r"^(?:bugs?|wiki|lists?|docs?|forums?|man|manpages|help)\.")
+_DOC_PATH = re.compile(r"(?i)/(?:doc|docs|wiki|bugs?|issues|licen[cs]es?|manual|faq|man|help|rfc)(?:[/.#?]|$)")
 _HOST = re.compile(
     rf"(?<![\w.@/-])((?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS}))(?![\w-]|\.[a-z0-9])", re.I
 )
 _IPV4 = re.compile(
     r"(?<![\w.:/-])((?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})(?![\w.-]|:[A-Za-z])"
 )
-_STRONG_TLDS = frozenset({"com", "net", "org", "cn", "ru", "io", "info", "biz"})  # two-label names count only here
+# Bare names (no scheme) are only taken with three or more labels under these TLDs: two-label names in
+# programs and configs are mostly project mentions ("yaml.org") and identifiers ("log.info").
+_BARE_TLDS = frozenset({"com", "net", "org", "cn", "ru", "de", "uk", "jp", "kr", "tw", "hk", "eu", "fr", "it", "nl",
+                        "io", "us", "gov", "edu", "mil", "int"})  # fmt: skip
+# Addresses printed as examples in help texts and sources.
+_EXAMPLE_IPS = frozenset({"1.2.3.4", "4.3.2.1", "123.45.67.89", "12.34.56.78", "11.22.33.44", "111.111.111.111"})
 _VERSIONISH = re.compile(r"(?i)\b(?:version|ver|v|release|rev|build)[\s:=]*$")
 
 # Hosts that programs name in help, licence and bug-report texts, and XML namespace authorities.
@@ -102,12 +110,17 @@ def find_endpoints(text: str) -> list[tuple[str, str, int | None, int]]:
             if _global_ip(host):
                 out.append((host, "ip", port, m.start()))
         elif "." in host and not _noise_host(host) and not host.replace(".", "").isdigit():
+            if _DOC_HOST.match(host) or _DOC_PATH.search(m.group(3) or ""):
+                continue
             out.append((host, "url", port, m.start()))
     for m in _IPV4.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
         before = text[max(0, m.start() - 12) : m.start()]
-        if _VERSIONISH.search(before) or not _global_ip(m.group(1)):
+        ip = m.group(1)
+        octets = ip.split(".")
+        versionish = all(len(o) == 1 for o in octets) and len(set(octets)) > 1  # 1.4.0.7; 8.8.8.8 stays
+        if _VERSIONISH.search(before) or versionish or ip in _EXAMPLE_IPS or not _global_ip(ip):
             continue
         out.append((m.group(1), "ip", None, m.start()))
     for m in _HOST.finditer(text):
@@ -115,12 +128,16 @@ def find_endpoints(text: str) -> list[tuple[str, str, int | None, int]]:
             continue
         host = m.group(1).lower()
         labels = host.split(".")
-        if _noise_host(host) or len(labels) < 2 or (len(labels) == 2 and labels[-1] not in _STRONG_TLDS):
+        if _noise_host(host) or len(labels) < 3 or labels[-1] not in _BARE_TLDS or text[m.end() : m.end() + 1] == "(":
             continue
         if any(ch.isupper() for ch in m.group(1)[:-4]) and not m.group(1).isupper():
             continue  # CamelCase.Words are identifiers, not host names
         out.append((host, "host", None, m.start()))
     return out
+
+
+# Whole-line comments (shell, INI, C++, XML) and systemd's Documentation= links, blanked to keep line numbers.
+_COMMENT_LINE = re.compile(r"(?m)^[ \t]*(?:#|;|//|<!--|Documentation=)[^\n]*")
 
 
 def _scannable(path: str, size: int) -> bool:
@@ -156,7 +173,7 @@ def _run(ctx: Context) -> list[Finding]:
                     seen.setdefault(key, []).append(ctx.evidence(entry.path, None, base + off))
                     kinds.setdefault(key, kind)
         else:
-            text = data.decode("latin-1")
+            text = _COMMENT_LINE.sub("", data.decode("latin-1"))  # commented-out settings configure nothing
             for host, kind, port, off in find_endpoints(text):
                 key = (host, port)
                 seen.setdefault(key, []).append(ctx.evidence(entry.path, text.count("\n", 0, off) + 1))

@@ -25,6 +25,7 @@ __all__ = ["LISTENERS", "ElfInfo", "read_elf"]
 
 NET = frozenset({"bind", "listen"})
 ACCEPT = frozenset({"accept", "accept4"})
+MAX_ELF = 512 << 20  # larger "programs" are not read whole (a browser engine, a firmware blob)
 EXEC = frozenset(
     {
         "execve",
@@ -108,6 +109,12 @@ def _run(ctx: Context) -> list[Finding]:
         data = ctx.read(entry.path)
         if data is None or data[:4] != b"\x7fELF":
             continue
+        if len(data) < entry.size <= MAX_ELF:  # the cache holds a prefix; section tables sit at the end
+            try:
+                data = ctx.tree.read(entry.path)
+            except InputError as exc:
+                ctx.error(entry.path, str(exc))
+                continue
         try:
             info = read_elf(data, entry.path)
         except InputError as exc:
