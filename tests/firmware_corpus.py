@@ -211,6 +211,8 @@ CASES: tuple[Case, ...] = (
          (("console.unauthenticated", "/etc/inittab"),)),
     Case("console-getty-shell", _files({"/etc/inittab": "::sysinit:/etc/init.d/rcS\nttyS0::respawn:/sbin/getty -n -l /bin/sh -L ttyS0 115200\n"}, 0o644),
          (("console.unauthenticated", "/etc/inittab"),)),
+    Case("systemd-getty-autologin", _files({"/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf": "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n"}, 0o644),
+         (("console.unauthenticated", "/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf"),)),
     Case("shadow-empty-root", lambda r: _shadow_root(r, ""), (("account.empty-password", "/etc/shadow"),)),
     Case("passwd-in-var-written-by-script", _passwd_in_var, (("account.empty-password", "/etc/init.d/S10accounts"),)),
     Case("passwd-only-md5crypt", lambda r: _passwd_with(r, f"admin:{md5crypt(b'admin', b'8Xq1')}:0:0:admin:/root:/bin/sh"),

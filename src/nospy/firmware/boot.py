@@ -523,6 +523,10 @@ class _Walker:
                     )
                 if real is not None:
                     units.add(real)
+            elif parent.startswith(
+                ("getty@", "serial-getty@", "console-getty", "container-getty@")
+            ) and e.path.endswith(".conf"):
+                units.add(e.path)  # drop-ins of the gettys systemd starts on every console (autologin overrides)
         for unit in sorted(units):
             data = self.ctx.read(unit)
             if data is None:
