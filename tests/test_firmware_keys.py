@@ -85,6 +85,7 @@ def test_endpoint_noise_removed() -> None:
         "update: https://fw.vendor-cloud.cn:8443/check and 8.8.8.8 pool.ntp.org libc.so.6 value.ir\n"
         "log.info(x) self.options.cloud yaml.org 1.4.0.7 123.45.67.89\n"
         "report bugs to https://bugs.vendor.com/ or see https://www.vendor.com/doc/manual.html\n"
+        "vermagic=2.6.33.2 mod_unload; http://manufacturer.url.here my.domain.com\n"
     )
     got = {(h, k, p) for h, k, p, _ in find_endpoints(text)}
     assert got == {("fw.vendor-cloud.cn", "url", 8443), ("8.8.8.8", "ip", None), ("pool.ntp.org", "host", None)}

@@ -454,7 +454,8 @@ class _Walker:
                 continue
             process = it.process.lstrip("-")  # "-" asks BusyBox for a login shell: still no login
             commands, _ = parse_script(process)
-            ev = self.ctx.evidence(where_path, it.line)
+            # the built-in table has no lines of its own: the evidence is /sbin/init itself
+            ev = self.ctx.evidence(where_path, it.line if where_path == path else None)
             for c in commands:
                 self.out.append(Command(c.argv, Origin.INITTAB, ev, tty=it.id, action=it.action))
                 self.follow(c.argv, 0)

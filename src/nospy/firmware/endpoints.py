@@ -43,7 +43,7 @@ _BARE_TLDS = frozenset({"com", "net", "org", "cn", "ru", "de", "uk", "jp", "kr",
                         "io", "us", "gov", "edu", "mil", "int"})  # fmt: skip
 # Addresses printed as examples in help texts and sources.
 _EXAMPLE_IPS = frozenset({"1.2.3.4", "4.3.2.1", "123.45.67.89", "12.34.56.78", "11.22.33.44", "111.111.111.111"})
-_VERSIONISH = re.compile(r"(?i)\b(?:version|ver|v|release|rev|build)[\s:=]*$")
+_VERSIONISH = re.compile(r"(?i)\b(?:version|ver|v|release|rev|build|vermagic)[\s:=]*$")
 
 # Hosts that programs name in help, licence and bug-report texts, and XML namespace authorities.
 NOISE_HOSTS = frozenset({
@@ -80,8 +80,15 @@ class Endpoint:
         }
 
 
+# Labels of placeholder names in sample configurations ("my.domain.com", "manufacturer.url.here").
+_PLACEHOLDER_LABELS = frozenset({"mydomain", "yourdomain", "domain", "here", "myhost", "yourhost", "myserver",
+                                 "yourserver", "example", "sample", "foo", "bar"})  # fmt: skip
+
+
 def _noise_host(host: str) -> bool:
     host = host.lower().rstrip(".")
+    if _PLACEHOLDER_LABELS & set(host.split(".")):
+        return True
     if host in NOISE_HOSTS or host in _RESERVED_NAMES or host.endswith(_RESERVED_SUFFIXES):
         return True
     return any(host.endswith("." + n) for n in ("example.com", "example.net", "example.org"))
@@ -137,7 +144,7 @@ def find_endpoints(text: str) -> list[tuple[str, str, int | None, int]]:
 
 
 # Whole-line comments (shell, INI, C++, XML) and systemd's Documentation= links, blanked to keep line numbers.
-_COMMENT_LINE = re.compile(r"(?m)^[ \t]*(?:#|;|//|<!--|Documentation=)[^\n]*")
+_COMMENT_LINE = re.compile(r"(?m)^[ \t]*(?:#|;|//|/\*|\*|<!--|Documentation=)[^\n]*")
 
 
 def _scannable(path: str, size: int) -> bool:

@@ -14,11 +14,11 @@ import io
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nospy.errors import InputError
 
-__all__ = ["CountryLookup", "RangeTable"]
+__all__ = ["CountryLookup", "RangeTable", "as_country_lookup"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -34,6 +34,37 @@ class CountryLookup(Protocol):
     def country(self, address: IPAddress) -> str | None:
         """ISO 3166-1 alpha-2 code, or ``None`` when the database does not place the address."""
         ...
+
+
+@dataclass(frozen=True)
+class _Adapted:
+    """A geolocator whose ``country()`` returns a result object (``.country``) and ``describe()`` its database."""
+
+    geo: Any
+
+    @property
+    def name(self) -> str:
+        db = self.geo.describe()
+        return f"{db.name} ({db.date})" if getattr(db, "date", None) else str(db.name)
+
+    def country(self, address: IPAddress) -> str | None:
+        result = self.geo.country(address)
+        country = result if result is None or isinstance(result, str) else getattr(result, "country", None)
+        return country if isinstance(country, str) else None
+
+
+def as_country_lookup(geo: object) -> CountryLookup:
+    """``geo`` as a `CountryLookup`: as it is, or adapted from the traffic checks' geolocators
+    (``nospy.traffic.geo.Geolocator``: ``country(ip)`` gives a result with ``.country``, ``describe()``
+    names the database), so joining them is ``FirmwareSource(path, geo=as_country_lookup(locator))``.
+    """
+    if isinstance(geo, RangeTable):
+        return geo
+    if callable(getattr(geo, "describe", None)) and callable(getattr(geo, "country", None)):
+        return _Adapted(geo)
+    if isinstance(getattr(geo, "name", None), str) and callable(getattr(geo, "country", None)):
+        return geo  # type: ignore[return-value]  # it already has the protocol's shape
+    raise TypeError(f"{type(geo).__name__} is not a geolocator (needs country() and name or describe())")
 
 
 @dataclass(frozen=True)

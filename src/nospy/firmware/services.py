@@ -351,7 +351,10 @@ def _console_shell(ctx: Context, cmd: Command) -> str | None:
     if cmd.origin is Origin.INITTAB and head in SHELLS:
         scripts = [a for a in args if not a.startswith("-")]
         if not scripts:  # "sh /etc/init.d/rcS" runs a script; a bare shell waits for a person
-            return f"inittab {cmd.action} runs {' '.join(argv)} on {cmd.tty or 'the console'}"
+            where = (
+                "" if cmd.where.path == "/etc/inittab" else " (BusyBox's built-in inittab: there is no /etc/inittab)"
+            )
+            return f"inittab {cmd.action} runs {' '.join(argv)} on {cmd.tty or 'the console'}{where}"
     if head in _GETTYS:
         opts, _ = _getopt(args, "lafIHtfo")
         login = (opts.get("l") or [""])[-1]
