@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
+import yara_x
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component as CdxComponent
 from cyclonedx.model.component import ComponentType
@@ -46,11 +48,8 @@ def _b(pattern: str) -> re.Pattern[bytes]:
 
 SIGNATURES: tuple[Signature, ...] = (
     Signature("busybox", "application", _b(r"BusyBox v(\d+\.\d+(?:\.\d+)?)")),
-    Signature(
-        "dropbear",
-        "application",
-        _b(r"(?:Dropbear (?:sshd|client|multi-purpose)[^\n\x00]{0,20}v|dropbear_)(\d{4}\.\d+)"),
-    ),
+    Signature("dropbear", "application", _b(r"dropbear_(\d{4}\.\d+)")),
+    Signature("dropbear", "application", _b(r"Dropbear (?:sshd|client|multi-purpose)[^\n\x00]{0,20}v(\d{4}\.\d+)")),
     Signature("openssh", "application", _b(r"OpenSSH_(\d+\.\d+(?:p\d+)?)(?![\d.*,])")),
     Signature("openssl", "library", _b(r"OpenSSL (\d+\.\d+\.\d+[a-z]?) ")),
     Signature("glibc", "library", _b(r"GNU C Library [^\n\x00]{0,80}?version (\d+\.\d+(?:\.\d+)?)")),
@@ -69,7 +68,7 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("wpa_supplicant", "application", _b(r"wpa_supplicant v(\d+\.\d+(?:\.\d+)?)")),
     Signature("miniupnpd", "application", _b(r"miniupnpd/(\d+\.\d+)")),
     Signature("curl", "library", _b(r"libcurl/(\d+\.\d+\.\d+)")),
-    Signature("zlib", "library", _b(r"(?:de|in)flate (\d+\.\d+\.\d+(?:\.\d+)?) Copyright")),
+    Signature("zlib", "library", _b(r"flate (\d+\.\d+\.\d+(?:\.\d+)?) Copyright")),
     Signature("openvpn", "application", _b(r"OpenVPN (\d+\.\d+\.\d+)")),
 )
 
@@ -86,9 +85,18 @@ class Component:
         return {"name": self.name, "version": self.version, "type": self.kind, "path": self.path, "offset": self.offset}
 
 
+@cache
+def _anchors() -> tuple[yara_x.Rules, dict[str, Signature]]:
+    """One YARA-X rule per banner anchor: every file is searched for all anchors in one pass."""
+    by_rule = {f"s{i}": s for i, s in enumerate(SIGNATURES) if s.content is not None}
+    source = "\n".join(
+        f"rule {rid} {{ strings: $a = {{ {s.anchor.hex(' ')} }} condition: $a }}" for rid, s in by_rule.items()
+    )
+    return yara_x.compile(source), by_rule
+
+
 def _run(ctx: Context) -> list[Finding]:
     found: dict[tuple[str, str, str], Component] = {}
-    by_content = [s for s in SIGNATURES if s.content is not None]
     by_name = [s for s in SIGNATURES if s.filename is not None]
     for entry in ctx.tree.entries():
         for s in by_name:
@@ -96,17 +104,20 @@ def _run(ctx: Context) -> list[Finding]:
             m = s.filename.search(entry.path)
             if m:
                 found.setdefault((s.name, m.group(1), ""), Component(s.name, m.group(1), s.kind, entry.path, None))
+    rules, by_rule = _anchors()
+    scanner = yara_x.Scanner(rules)
     for entry in ctx.files():
         if entry.size < 64:
             continue
         data = ctx.read(entry.path)
         if data is None or (data[:4] != b"\x7fELF" and not entry.path.startswith("/boot/")):
             continue
-        for s in by_content:
-            assert s.content is not None  # noqa: S101 - filtered above
-            if s.anchor not in data:  # a plain substring test first: much faster than the regex
-                continue
-            hit = s.content.search(data)
+        for rule in scanner.scan(data).matching_rules:
+            s = by_rule[rule.identifier]
+            assert s.content is not None  # noqa: S101 - only banner signatures have rules
+            # the anchor may also occur without a version after it: the first place the banner matches counts
+            offsets = sorted(x.offset for p in rule.patterns for x in p.matches)
+            hit = next((h for off in offsets if (h := s.content.match(data, off))), None)
             if hit:
                 version = hit.group(1).decode("ascii")
                 found.setdefault(

@@ -109,6 +109,8 @@ def _run(ctx: Context) -> list[Finding]:
         data = ctx.read(entry.path)
         if data is None or data[:4] != b"\x7fELF":
             continue
+        if b"\x00listen\x00" not in data or b"\x00bind\x00" not in data:
+            continue  # the names are not even in its string table: no need to parse it
         if len(data) < entry.size <= MAX_ELF:  # the cache holds a prefix; section tables sit at the end
             try:
                 data = ctx.tree.read(entry.path)
