@@ -17,6 +17,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -74,8 +75,8 @@ def _load(loader: object, data: bytes) -> tuple[str, int | None, str | None, boo
         key = loader(data, None)  # type: ignore[operator]
     except TypeError:  # "Password was not given but private key is encrypted"
         return "unknown", None, None, True
-    except (ValueError, IndexError, struct.error, NotImplementedError):
-        return "unknown", None, None, False
+    except (ValueError, IndexError, struct.error, NotImplementedError, UnsupportedAlgorithm):
+        return "unknown", None, None, False  # still private key material: reported without details
     algorithm, bits = _describe(key)
     return algorithm, bits, _fingerprint(key), False
 
@@ -126,7 +127,7 @@ def find_private_keys(data: bytes, name: str) -> list[FoundKey]:
         if lower.endswith((".p12", ".pfx")) or _PKCS12_DATA_OID in data[:64]:
             try:
                 key, _, _ = pkcs12.load_key_and_certificates(data, None)
-            except ValueError:
+            except (ValueError, UnsupportedAlgorithm):
                 # a PFX that needs a password (or none at all): PFX version 3 then pkcs7-data
                 if _PKCS12_DATA_OID in data[:64] and b"\x02\x01\x03" in data[:16]:
                     return [FoundKey("pkcs12", "unknown", None, 0, True, None)]
