@@ -57,6 +57,7 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("musl", "library", _b(r"musl libc (\d+\.\d+\.\d+)")),
     Signature("linux", "operating-system", _b(r"Linux version (\d+\.\d+\.\d+)[^\s]* \(")),
     Signature("linux", "operating-system", filename=re.compile(r"^/lib/modules/(\d+\.\d+\.\d+)[^/]*/")),
+    Signature("linux", "operating-system", _b(r"vermagic=(\d+\.\d+\.\d+(?:\.\d+)?)")),  # every kernel module names it
     Signature("lighttpd", "application", _b(r"lighttpd/(\d+\.\d+\.\d+)")),
     Signature("nginx", "application", _b(r"nginx/(\d+\.\d+\.\d+)")),
     Signature("boa", "application", _b(r"Boa/(\d+\.\d+\.\d+)")),
