@@ -215,6 +215,8 @@ CASES: tuple[Case, ...] = (
          (("console.unauthenticated", "/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf"),)),
     Case("shadow-empty-root", lambda r: _shadow_root(r, ""), (("account.empty-password", "/etc/shadow"),)),
     Case("passwd-in-var-written-by-script", _passwd_in_var, (("account.empty-password", "/etc/init.d/S10accounts"),)),
+    Case("default-config-empty-admin", _files({"/etc/defnodes/defaultvalue.xml": "<?xml version=\"1.0\"?>\r\n<postxml>\r\n\t<device>\r\n\t\t<account>\r\n\t\t\t<count>1</count>\r\n\t\t\t<entry>\r\n\t\t\t\t<name>admin</name>\r\n\t\t\t\t<password></password>\r\n\t\t\t\t<group>0</group>\r\n\t\t\t</entry>\r\n\t\t</account>\r\n\t</device>\r\n</postxml>\r\n"}, 0o644),
+         (("account.empty-password", "/etc/defnodes/defaultvalue.xml"),)),
     Case("passwd-only-md5crypt", lambda r: _passwd_with(r, f"admin:{md5crypt(b'admin', b'8Xq1')}:0:0:admin:/root:/bin/sh"),
          (("account.default-password", "/etc/passwd"),)),
     Case("shadow-sha512-mirai", lambda r: _shadow_root(r, crypt_hash("xc3511", "$6$rounds=5000$abcdefgh$")),

@@ -71,3 +71,6 @@ def test_trendnet_rootfs_shows_its_telnet_backdoor(shared: Path) -> None:
     got = {(f.rule, f.path) for f in result.findings}
     for rule in ("backdoor.known", "credential.hardcoded", "service.insecure"):
         assert (rule, "/etc/init0.d/S80telnetd.sh") in got, sorted(got)
+    cred = next(f for f in result.findings if f.rule == "credential.hardcoded")
+    assert cred.line == 7 and cred.evidence["user"] == "Alphanetworks"  # password read from /etc/config/image_sign
+    assert ("account.empty-password", "/etc/defnodes/defaultvalue.xml") in got  # the default web admin

@@ -6,7 +6,10 @@ Sources read, in order:
   default copies (``/etc/passwd.default``, ``/etc_ro/passwd`` ...) and passwd lines written by
   init scripts (``echo "root:...:0:0:..." > /var/passwd``);
 - web and daemon password files: ``htpasswd`` files, BusyBox httpd.conf ``/path:user:pass`` lines,
-  lighttpd ``*.user`` files.
+  lighttpd ``*.user`` files;
+- device accounts in default configuration databases (Alpha Networks' ``/etc/defnodes/*.xml``:
+  ``<account><entry><name>admin</name><password></password>``), which the web UI and login use
+  until someone changes them.
 
 An account is login-capable when its shell is not a nologin shell and it has a usable password
 (empty, a hash, plain text) or an ``authorized_keys`` file in its home.
@@ -102,7 +105,7 @@ class Account:
 
     @property
     def shell_ok(self) -> bool:
-        if self.service == "web":
+        if self.service in ("web", "device"):
             return True
         shell = self.shell or "/bin/sh"  # an empty shell field means /bin/sh
         return posixpath.basename(shell) not in NOLOGIN_SHELLS
@@ -243,12 +246,37 @@ def _with_keys_and_groups(ctx: Context, accounts: list[Account]) -> list[Account
     return out
 
 
+_XML_ACCOUNT = re.compile(rb"<account>(.*?)</account>", re.S)
+_XML_ENTRY = re.compile(rb"<entry>(.*?)</entry>", re.S)
+_XML_NAME = re.compile(rb"<(?:name|username|user)>([^<]{1,64})</(?:name|username|user)>")
+_XML_PASSWORD = re.compile(rb"<(?:password|passwd)>([^<]{0,128})</(?:password|passwd)>")
+
+
+def _from_default_config(ctx: Context) -> list[Account]:
+    out = []
+    for entry, data in ctx.texts(
+        lambda e: e.path.startswith("/etc/") and e.path.endswith(".xml") and e.size < 4 << 20 and not is_doc(e.path)
+    ):
+        for block in _XML_ACCOUNT.finditer(data):
+            for item in _XML_ENTRY.finditer(data, block.start(1), block.end(1)):
+                name = _XML_NAME.search(item.group(1))
+                password = _XML_PASSWORD.search(item.group(1))
+                if name is None or password is None:
+                    continue
+                secret = password.group(1).decode("latin-1")
+                ev = ctx.evidence(entry.path, data.count(b"\n", 0, item.start() + password.start()) + 1)
+                kind = _kind(secret, True)
+                out.append(Account(name.group(1).decode("latin-1"), "device", None, None, secret, kind, ev, ev))
+    return out
+
+
 def extract(ctx: Context) -> list[Account]:
     accounts: list[Account] = []
     for passwd, shadow in _passwd_sources(ctx):
         accounts.extend(_from_passwd(ctx, passwd, shadow))
     accounts.extend(_from_scripts(ctx))
     accounts.extend(_from_web(ctx))
+    accounts.extend(_from_default_config(ctx))
     return _with_keys_and_groups(ctx, accounts)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
@@ -25,6 +26,7 @@ __all__ = ["LISTENERS", "ElfInfo", "read_elf"]
 
 NET = frozenset({"bind", "listen"})
 ACCEPT = frozenset({"accept", "accept4"})
+_LIBRARY = re.compile(r"^(?:lib|ld-).*\.so(?:\.[\d.]+)?$")
 MAX_ELF = 512 << 20  # larger "programs" are not read whole (a browser engine, a firmware blob)
 EXEC = frozenset(
     {
@@ -111,6 +113,8 @@ def _run(ctx: Context) -> list[Finding]:
             continue
         if b"\x00listen\x00" not in data or b"\x00bind\x00" not in data:
             continue  # the names are not even in its string table: no need to parse it
+        if _LIBRARY.search(posixpath.basename(entry.path)):
+            continue  # libc.so.6 has an interpreter too (it prints its version), but it is a library
         if len(data) < entry.size <= MAX_ELF:  # the cache holds a prefix; section tables sit at the end
             try:
                 data = ctx.tree.read(entry.path)
