@@ -28,7 +28,7 @@ def main() -> None:
         image = out.with_suffix(".squashfs")
         image.unlink(missing_ok=True)
         subprocess.run(
-            ["mksquashfs", str(out), str(image), "-all-root", "-noappend", "-quiet", "-comp", "xz"],
+            ["mksquashfs", str(out), str(image), "-all-root", "-noappend", "-quiet", "-no-progress", "-comp", "xz"],
             check=True,
         )
         print(f"wrote {image}")

@@ -55,6 +55,8 @@ def test_scan_clean_with_agreement_passes(images: tuple[Path, Path, Path], capsy
     assert run(["scan", str(clean), "--agreement", str(agreement)]) == 0
     out = capsys.readouterr().out
     assert "backdoors" in out and "pass" in out and "not-checked" in out  # data: no geolocation given
+    assert "services at boot: dropbear tcp/22 (init-script), httpd tcp/80 (init-script)" in out
+    assert "components: busybox 1." in out
 
 
 def test_scan_cyclonedx(images: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,29 @@ def _write(text: str, output: Path | None) -> None:
         err_console.print(f"wrote {output}")
 
 
+def _inventory_text(inventory: dict[str, object]) -> str:
+    """What the image holds, for a reader checking the agreement's lists (the JSON report has it all)."""
+    inv = next(iter(inventory.values()), {})
+    if not isinstance(inv, dict):
+        return ""
+    lines = []
+    accounts = [
+        f"{a['name']} ({a['service']}, {a['password']})" for a in inv.get("accounts", []) if isinstance(a, dict)
+    ]
+    services = [
+        f"{s['program']} {s['protocol']}/{s['port'] or '?'} ({s['started_by']})"
+        for s in inv.get("services", [])
+        if isinstance(s, dict)
+    ]
+    components = [f"{c['name']} {c['version']}" for c in inv.get("components", []) if isinstance(c, dict)]
+    endpoints = [str(e["host"]) for e in inv.get("endpoints", []) if isinstance(e, dict)]
+    for title, items in (("accounts", accounts), ("services at boot", services), ("components", components)):
+        lines.append(f"{title}: {', '.join(items) if items else 'none'}")
+    shown = ", ".join(endpoints[:10]) + (f" and {len(endpoints) - 10} more" if len(endpoints) > 10 else "")
+    lines.append(f"endpoints: {shown or 'none'}")
+    return "\n".join(lines) + "\n"
+
+
 def scan(  # noqa: PLR0917 - typer passes every option positionally
     image: Path = typer.Argument(..., help="Firmware image, or a folder holding an extracted root filesystem."),
     agreement: Path | None = typer.Option(
@@ -60,6 +83,8 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
         _write(cyclonedx_json(components, image.name), output)
     elif fmt is ScanFormat.SARIF:
         _write(render_sarif(report), output)
+    elif fmt is ScanFormat.TABLE:
+        _write(render(report, Format.TABLE) + _inventory_text(report.inventory), output)
     else:
         _write(render(report, Format(fmt.value)), output)
     if report.failed:
