@@ -175,6 +175,8 @@ def _run(ctx: Context) -> list[Finding]:
     for entry, data in ctx.texts(lambda e: _scannable(e.path, e.size)):
         if data[:4] == b"\x7fELF" or b"\x00" in data[:4096]:
             for base, piece in ctx.strings(entry.path, data):
+                if "." not in piece:
+                    continue  # every URL, host name and address has a dot: most strings are skipped here
                 for host, kind, port, off in find_endpoints(piece):
                     key = (host, port)
                     seen.setdefault(key, []).append(ctx.evidence(entry.path, None, base + off))
