@@ -131,6 +131,58 @@ def witness_add_checkpoint(data: bytes) -> None:
     assert _WITNESS.add_checkpoint(data).status in {200, 400, 403, 404, 409, 422}
 
 
+def firmware_accounts(data: bytes) -> None:
+    from nospy.firmware import accounts
+
+    text = _text(data)
+    accounts.parse_passwd(text)
+    accounts.parse_shadow(text)
+    accounts.parse_htpasswd(text)
+
+
+def firmware_inittab(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    boot.parse_inittab(_text(data))
+
+
+def firmware_init_script(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    boot.parse_script(_text(data))
+
+
+def firmware_service_configs(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    text = _text(data)
+    boot.parse_inetd(text)
+    boot.parse_xinetd(text)
+    boot.parse_systemd_unit(text)
+    boot.parse_crontab(text, with_user=True)
+
+
+def firmware_keys(data: bytes) -> None:
+    from nospy.firmware import keys
+
+    keys.find_private_keys(data, "fuzz.p12")
+    keys.parse_authorized_keys(_text(data))
+
+
+def firmware_elf(data: bytes) -> None:
+    from nospy.firmware import listeners
+
+    listeners.read_elf(data, "fuzz.elf")
+
+
+def firmware_strings(data: bytes) -> None:
+    from nospy.firmware import credentials, endpoints
+
+    text = _text(data)
+    credentials.find_credentials(text, binary=False)
+    endpoints.find_endpoints(text)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
@@ -152,4 +204,11 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "tlog_proof": tlog_proof,
     "release_manifest": release_manifest,
     "witness_add_checkpoint": witness_add_checkpoint,
+    "firmware_accounts": firmware_accounts,
+    "firmware_inittab": firmware_inittab,
+    "firmware_init_script": firmware_init_script,
+    "firmware_service_configs": firmware_service_configs,
+    "firmware_keys": firmware_keys,
+    "firmware_elf": firmware_elf,
+    "firmware_strings": firmware_strings,
 }

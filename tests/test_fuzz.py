@@ -22,6 +22,11 @@ _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _DEPLOYMENT = Path(__file__).resolve().parent / "data" / "deployment"
 # a checkpoint of a 2-entry log ("d", "e") signed with the signed-note vector key above
 _CHECKPOINT = "PeterNeumann\n2\noC0T2p7jrhuFplnk3f2HWD47MBbx2LewPQf6gaa5qEc=\n\n\u2014 PeterNeumann x08go1PXJAkKd/de4PCXNyZQIejNGLM1/9K5i6vPiL1YTLMJ5iU/Wr8vK7AYgU32sAFbhSqLsqX7Osxbkax0QMVQuQA=\n"
+_FIRMWARE_KEY = (
+    b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIGm3rWb0xC0Y9zFJrZVgfgMBl2zNNcLqSu4cX6Kc3aZ+oAoGCCqGSM49\n"
+    b"AwEHoUQDQgAE3N5y0Ue4GcYKNCvY7FS3RrkE6WjNq6u4pUXG9y9pcVXb3f0fYwRb\nPQ6QkGm2kUf9ib6Nm0RxxwDuE8b3CGDAjA==\n"
+    b"-----END EC PRIVATE KEY-----\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x\n"
+)
 
 SEEDS = {
     "agreement_yaml": template().encode(),
@@ -36,6 +41,22 @@ SEEDS = {
     "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
     "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
     "upload_filename": b"../../etc/passwd\\..\\x\x00\x1b[31m.yaml",
+    "firmware_accounts": b"root:x:0:0:root:/root:/bin/sh\nroot:$1$ab$cdefghijklmnopqrstuvw.:19000:0:99999:7:::\nadmin:$apr1$x$y\n",
+    "firmware_inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::askfirst:-/bin/sh\n::respawn:/sbin/getty -L ttyS0 115200\n",
+    "firmware_init_script": (
+        b"#!/bin/sh\nPORT=23\nx=`cat /etc/f`\ncase $1 in start) telnetd -l /bin/sh -p $PORT & ;; esac\n"
+        b"cat <<EOF\nhello\nEOF\nstart-stop-daemon -S -x /sbin/d -- -p 1 2>/dev/null | nc -l -p 9 -e sh\n"
+    ),
+    "firmware_service_configs": (
+        b"telnet stream tcp nowait root /usr/sbin/telnetd telnetd -l /bin/sh\nservice tftp\n{\n server = /sbin/tftpd\n}\n"
+        b"[Service]\nExecStart=/usr/sbin/dropbear -F\n@reboot root nc -l -p 1 -e /bin/sh\n"
+    ),
+    "firmware_keys": _FIRMWARE_KEY,
+    "firmware_elf": Path("/usr/bin/dropbearkey").read_bytes()[:4096],
+    "firmware_strings": (
+        b"echo \"root:pw1234\" | chpasswd\ncurl -u a:b https://x.example.cn/\noption password 's3cr3t!'\n"
+        b"http://u:p@8.8.8.8:80/ pool.ntp.org 203.0.113.9 version 1.2.3.4\n"
+    ),
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
     "log_checkpoint": _CHECKPOINT.encode(),
     "cosigner_key": b"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from nospy.deployment.sources import sources_for as deployment_sources
 from nospy.errors import InputError
+from nospy.firmware.scan import FirmwareSource
+from nospy.keys import VerifierKey
+from nospy.ledger.source import ReleaseLogSource
 from nospy.verify import EvidenceSource
 
 __all__ = ["Kind", "SourceOptions", "build_sources"]
@@ -31,6 +34,8 @@ class SourceOptions:
     """Settings that shape how evidence is read (not evidence themselves)."""
 
     zones: Path | None = None  # maps an inventory's roles, sites and tags to network zones
+    log: str | None = None  # transparency log (folder or URL) that must hold each firmware image's release
+    log_key: VerifierKey | None = None  # the log's checkpoint key
 
 
 def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions | None = None) -> list[EvidenceSource]:
@@ -45,7 +50,12 @@ def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions |
             raise InputError(f"unknown evidence kind {name!r} (known: {', '.join(Kind)})") from None
         if paths:
             by_kind.setdefault(kind, []).extend(paths)
-    sources: list[EvidenceSource] = []
+    firmware = by_kind.pop(Kind.FIRMWARE, [])
+    sources: list[EvidenceSource] = [FirmwareSource(path) for path in firmware]
+    if options.log is not None:
+        if options.log_key is None:
+            raise InputError("a transparency log is trusted only under its key: give --log-key")
+        sources.append(ReleaseLogSource(options.log, options.log_key, firmware))
     # deployment: every inventory file is one network (shares are computed over all of them together)
     sources += deployment_sources(by_kind.pop(Kind.INVENTORY, []), options.zones, by_kind.pop(Kind.INFRASTRUCTURE, []))
     for kind in by_kind:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _serve
+from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _scan, _serve
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -47,6 +47,8 @@ app.command("check")(_check.check)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
 _ledger.register(app)
+app.command("scan")(_scan.scan)
+app.command("diff")(_scan.diff)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
