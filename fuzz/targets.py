@@ -12,6 +12,8 @@ from collections.abc import Callable
 from nospy import dsse, keys
 from nospy.agreement import from_payload
 from nospy.agreement.load import parse_yaml
+from nospy.traffic import read as traffic_read
+from nospy.traffic.interface import Reader
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
@@ -45,7 +47,20 @@ def signed_note(data: bytes) -> None:
     keys.open_note(data, [_VKEY])
 
 
+def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
+    def target(data: bytes) -> None:
+        import numpy as np
+
+        reader().read(np.frombuffer(data, dtype=np.uint8))
+
+    return target
+
+
+TRAFFIC_TARGETS = {f"traffic_{r.NAME.replace('-', '_')}": _traffic(r) for r in traffic_read.READERS}
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    **TRAFFIC_TARGETS,
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
     "dsse_envelope": dsse_envelope,

@@ -9,6 +9,7 @@ import typer
 
 from nospy import agreement as agr
 from nospy._fileio import write_atomic
+from nospy.cli import _traffic
 from nospy.cli._common import err_console
 from nospy.findings import Target
 from nospy.keys import read_verifier_key
@@ -17,7 +18,7 @@ from nospy.verify import EvidenceSource
 from nospy.verify import check as run_check
 
 
-def check(
+def check(  # noqa: PLR0917 - typer passes options as parameters
     agreement: Path = typer.Argument(..., help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
@@ -26,6 +27,9 @@ def check(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report here (default: standard output)."
     ),
+    traffic: list[Path] = typer.Option([], "--traffic", help="A capture or flow log (pcap, NetFlow, Zeek ...)."),
+    traffic_local: list[str] = typer.Option([], "--traffic-local", help="CIDR of the customer's own network."),
+    geoip: Path | None = typer.Option(None, "--geoip", help="MaxMind DB file for --traffic (default tor-geoipdb)."),
 ) -> None:
     """Check equipment against an agreement: one verdict per clause (exit 0 all pass, 1 a clause fails)."""
     signed_by: list[str] = []
@@ -39,6 +43,7 @@ def check(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
     sources: list[EvidenceSource] = []
+    sources += _traffic.sources(traffic, geoip, traffic_local)
     report = run_check(
         parsed,
         sources,
