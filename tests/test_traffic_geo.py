@@ -11,6 +11,7 @@ import pytest
 from nospy.errors import InputError
 from nospy.traffic.flows import address_key
 from nospy.traffic.geo import GeoStatus, TorGeolocator, open_geolocator, tor_package_version
+from traffic_tools import write_mmdb
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,34 @@ def test_missing_database_is_an_input_error(tmp_path: Path) -> None:
         TorGeolocator(Path("/nonexistent"))
     with pytest.raises(InputError, match="MaxMind DB"):
         open_geolocator(Path("/etc/hostname"))
+
+
+def test_mmdb_file_with_fail_closed_rules(tmp_path: Path) -> None:
+    db = tmp_path / "country.mmdb"
+    write_mmdb(
+        db,
+        [
+            ("13.232.0.0/14", {"country": {"iso_code": "IN"}}),
+            ("1.1.1.0/24", {"country": {"iso_code": "AU"}, "traits": {"is_anycast": True}}),
+            ("10.0.0.0/8", {"country": {"iso_code": "IN"}}),  # a database that leaks a private range
+            ("93.184.216.0/24", {"country": "US"}),  # the flat layout of IPinfo files
+            ("81.2.69.0/24", {"continent": {"code": "EU"}}),  # no country
+        ],
+    )
+    geo = open_geolocator(db)
+    assert geo.describe().name == "nospy-test-country (test database written by the nospy tests)"
+    assert geo.describe().date == "2025-06-15"
+    assert geo.country("13.233.1.1").allowed(["IN"])
+    assert geo.country("93.184.216.34").country == "US"
+    assert geo.country("1.1.1.1").status is GeoStatus.ANYCAST
+    assert geo.country("10.1.1.1").status is GeoStatus.PRIVATE
+    assert geo.country("81.2.69.1").status is GeoStatus.UNKNOWN
+    assert geo.country("5.5.5.5").status is GeoStatus.UNKNOWN  # not in the file
+    assert not geo.country("2406:da1a::1").allowed(["IN"])  # an IPv4-only file knows no IPv6
+
+
+@pytest.mark.parametrize("ip", ["1.1.1.1", "8.8.8.8", "2001:4860:4860::8888", "9.9.9.9"])
+def test_public_resolver_anycast_fails_closed(geo: TorGeolocator, ip: str) -> None:
+    r = geo.country(ip)
+    assert r.status is GeoStatus.ANYCAST
+    assert not r.allowed(["US", "AU", "CH"])

@@ -142,3 +142,79 @@ def v5_datagram(records: list[tuple[str, str, int, int, int, int, int]], uptime_
             ">HHIIIIHHBBBBHHBBH", 1, 2, packets, nbytes, 1000, 2000, sport, dport, 0, 0, proto, 0, 0, 0, 24, 24, 0
         )
     return out
+
+
+def _mmdb_value(v: object) -> bytes:
+    """One value in the MaxMind DB data section encoding (MaxMind DB File Format Specification 2.0)."""
+
+    def ctrl(kind: int, size: int) -> bytes:
+        assert size < 285
+        code, extra = (size, b"") if size < 29 else (29, bytes([size - 29]))
+        head = bytes([kind << 5 | code]) if kind < 8 else bytes([code, kind - 7])
+        return head + extra
+
+    if isinstance(v, bool):
+        return ctrl(14, int(v))
+    if isinstance(v, str):
+        b = v.encode()
+        return ctrl(2, len(b)) + b
+    if isinstance(v, tuple):  # (type number, int): libmaxminddb wants exact types in the metadata
+        kind, n = int(v[0]), int(v[1])
+        b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return ctrl(kind, len(b)) + b
+    if isinstance(v, int):
+        b = v.to_bytes((v.bit_length() + 7) // 8, "big")
+        return ctrl(9 if v >= 1 << 32 else 6, len(b)) + b
+    if isinstance(v, list):
+        return ctrl(11, len(v)) + b"".join(_mmdb_value(x) for x in v)
+    if isinstance(v, dict):
+        return ctrl(7, len(v)) + b"".join(_mmdb_value(k) + _mmdb_value(x) for k, x in v.items())
+    raise TypeError(v)
+
+
+def write_mmdb(path: Path, entries: list[tuple[str, dict[str, object]]], build_epoch: int = 1_750_000_000) -> None:
+    """A small IPv4 MaxMind DB (24-bit records) mapping each network to its record."""
+    import ipaddress
+
+    data = b""
+    offsets = []
+    for _, rec in entries:
+        offsets.append(len(data))
+        data += _mmdb_value(rec)
+    nodes: list[list[object]] = [[None, None]]
+    for (net_text, _), off in zip(entries, offsets, strict=True):
+        net = ipaddress.IPv4Network(net_text)
+        bits = int(net.network_address)
+        node = 0
+        for depth in range(net.prefixlen):
+            bit = (bits >> (31 - depth)) & 1
+            if depth == net.prefixlen - 1:
+                nodes[node][bit] = ("data", off)
+            else:
+                if nodes[node][bit] is None:
+                    nodes.append([None, None])
+                    nodes[node][bit] = ("node", len(nodes) - 1)
+                child = nodes[node][bit]
+                assert isinstance(child, tuple) and child[0] == "node"
+                node = int(child[1])
+    count = len(nodes)
+
+    def record(r: object) -> int:
+        if r is None:
+            return count
+        assert isinstance(r, tuple)
+        return int(r[1]) if r[0] == "node" else count + 16 + int(r[1])
+
+    tree = b"".join(record(a).to_bytes(3, "big") + record(b).to_bytes(3, "big") for a, b in nodes)
+    meta = {
+        "node_count": (6, count),  # uint32
+        "record_size": (5, 24),  # uint16
+        "ip_version": (5, 4),
+        "database_type": "nospy-test-country",
+        "languages": ["en"],
+        "binary_format_major_version": (5, 2),
+        "binary_format_minor_version": (5, 0),
+        "build_epoch": (9, build_epoch),  # uint64
+        "description": {"en": "test database written by the nospy tests"},
+    }
+    path.write_bytes(tree + b"\0" * 16 + data + b"\xab\xcd\xefMaxMind.com" + _mmdb_value(meta))

@@ -16,9 +16,9 @@ from nospy import agreement as agr
 from nospy.cli._common import console, err_console
 from nospy.errors import InputError
 from nospy.findings import Finding, Severity
-from nospy.traffic.aggregate import Network, Summary, aggregate, summarise
+from nospy.traffic.aggregate import Summary, aggregate, summarise
 from nospy.traffic.dns import merge_names
-from nospy.traffic.flows import Flows
+from nospy.traffic.flows import Flows, Network
 from nospy.traffic.geo import Geolocator, open_geolocator
 from nospy.traffic.interface import Capture
 from nospy.traffic.parquet import flows_table, write_parquet

@@ -22,13 +22,11 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from nospy.traffic.flows import Flows, address, group_by_address
+from nospy.traffic.flows import Flows, Network, address, group_by_address, in_networks
 from nospy.traffic.geo import PRIVATE, GeoDatabase, Geolocator, code_text, status_of
 from nospy.traffic.interface import Names
 
 __all__ = ["CountryRow", "Egress", "HostRow", "Summary", "aggregate", "in_networks", "summarise"]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _LINK_SCOPE = [
     ipaddress.ip_network(n)
@@ -37,28 +35,6 @@ _LINK_SCOPE = [
         "::1/128", "fe80::/10", "ff01::/16", "ff02::/16",
     )
 ]  # fmt: skip
-
-
-def _bounds(net: Network) -> tuple[int, int]:
-    lo = int(net.network_address)
-    hi = int(net.broadcast_address)
-    if net.version == 4:
-        lo |= 0xFFFF_0000_0000
-        hi |= 0xFFFF_0000_0000
-    return lo, hi
-
-
-def in_networks(hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64], nets: list[Network]) -> npt.NDArray[np.bool_]:
-    """Which (hi, lo) addresses fall in any of ``nets`` (compared as 128-bit numbers)."""
-    out = np.zeros(hi.size, dtype=np.bool_)
-    mask64 = 0xFFFF_FFFF_FFFF_FFFF
-    for net in nets:
-        a, b = _bounds(net)
-        ahi, alo, bhi, blo = np.uint64(a >> 64), np.uint64(a & mask64), np.uint64(b >> 64), np.uint64(b & mask64)
-        above = (hi > ahi) | ((hi == ahi) & (lo >= alo))
-        below = (hi < bhi) | ((hi == bhi) & (lo <= blo))
-        out |= above & below
-    return out
 
 
 @dataclass(frozen=True)

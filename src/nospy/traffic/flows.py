@@ -18,7 +18,18 @@ import numpy.typing as npt
 
 from nospy.traffic._jit import jit
 
-__all__ = ["V4_MAPPED", "Flows", "address", "address_key", "flows_from_packets", "group_by_address"]
+__all__ = [
+    "V4_MAPPED",
+    "Flows",
+    "Network",
+    "address",
+    "address_key",
+    "flows_from_packets",
+    "group_by_address",
+    "in_networks",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -253,3 +264,25 @@ def group_by_address(hi: U64, lo: U64) -> tuple[npt.NDArray[np.int64], npt.NDArr
     """
     group, first = _group_pairs(np.ascontiguousarray(hi), np.ascontiguousarray(lo))
     return group, first
+
+
+def _bounds(net: Network) -> tuple[int, int]:
+    lo = int(net.network_address)
+    hi = int(net.broadcast_address)
+    if net.version == 4:
+        lo |= 0xFFFF_0000_0000
+        hi |= 0xFFFF_0000_0000
+    return lo, hi
+
+
+def in_networks(hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64], nets: list[Network]) -> npt.NDArray[np.bool_]:
+    """Which (hi, lo) addresses fall in any of ``nets`` (compared as 128-bit numbers)."""
+    out = np.zeros(hi.size, dtype=np.bool_)
+    mask64 = 0xFFFF_FFFF_FFFF_FFFF
+    for net in nets:
+        a, b = _bounds(net)
+        ahi, alo, bhi, blo = np.uint64(a >> 64), np.uint64(a & mask64), np.uint64(b >> 64), np.uint64(b & mask64)
+        above = (hi > ahi) | ((hi == ahi) & (lo >= alo))
+        below = (hi < bhi) | ((hi == bhi) & (lo <= blo))
+        out |= above & below
+    return out

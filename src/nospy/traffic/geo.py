@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nospy.errors import InputError
 from nospy.traffic._jit import jit
-from nospy.traffic.flows import address, address_key
+from nospy.traffic.flows import address, address_key, in_networks
 
 __all__ = [
     "TOR_GEOIP",
@@ -145,6 +145,18 @@ def _special_v4() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
 
 
 _SPECIAL_START, _SPECIAL_END = _special_v4()
+
+# Anycast prefixes of the big public resolvers, as their operators publish them: one address, many
+# countries. Databases place them in one country (1.1.1.1 in AU); an answer like that is not a place.
+ANYCAST = [
+    ipaddress.ip_network(n)
+    for n in (
+        "1.1.1.0/24", "1.0.0.0/24", "2606:4700:4700::/48",  # Cloudflare 1.1.1.1
+        "8.8.8.0/24", "8.8.4.0/24", "2001:4860:4860::/48",  # Google Public DNS
+        "9.9.9.0/24", "149.112.112.0/24", "2620:fe::/48",  # Quad9
+        "208.67.222.0/24", "208.67.220.0/24", "2620:119:35::/48",  # OpenDNS
+    )
+]  # fmt: skip
 _MAPPED = np.uint64(0xFFFF_0000_0000)
 
 
@@ -186,6 +198,7 @@ class Geolocator(ABC):
         out = np.full(hi.size, PRIVATE, dtype=np.uint16)
         glob = ~special
         out[glob] = self._codes(hi[glob], lo[glob])
+        out[in_networks(hi, lo, ANYCAST)] = _pack("A3")
         return out
 
     def country(self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> GeoResult:

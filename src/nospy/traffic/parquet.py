@@ -1,11 +1,12 @@
 """Normalised flows as Parquet, and the one aggregation query that DuckDB and Spark both run.
 
 The Parquet file has one row per flow: ``src``/``dst`` (text), ``sport``/``dport``/``proto``,
-``bytes``/``packets``, ``first``/``last`` (timestamps, ns), ``dst_country`` and ``dst_status`` (as the
-geolocation database placed the destination when the file was written), ``egress`` (see `aggregate`)
-and ``capture``. The database's name and date are in the file's key-value metadata (``nospy.geolocation``)
-so the numbers always say where their countries came from. Addresses become text through a dictionary
-of the distinct addresses, so writing stays vectorised.
+``bytes``/``packets``, ``first``/``last`` (timestamps in microseconds, which Spark reads; ``first_ns``/
+``last_ns`` exact), ``dst_country`` and ``dst_status`` (as the geolocation database placed the
+destination when the file was written), ``egress`` (see `aggregate`) and ``capture``. The database's
+name and date are in the file's key-value metadata (``nospy.geolocation``), so the numbers always say
+where their countries came from. Addresses become text through a dictionary of the distinct addresses,
+so writing stays vectorised.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def flows_table(flows: Flows, geo: Geolocator, egress: npt.NDArray[np.bool_], ca
             "proto": pa.array(flows.proto.astype(np.int16)),
             "bytes": pa.array(flows.bytes.astype(np.int64)),
             "packets": pa.array(flows.packets.astype(np.int64)),
-            "first": pa.array(flows.first, type=pa.timestamp("ns", tz="UTC")),
-            "last": pa.array(flows.last, type=pa.timestamp("ns", tz="UTC")),
+            # Spark reads no nanosecond timestamps: microsecond timestamps, and the exact ns as integers
+            "first": pa.array(flows.first // 1000, type=pa.timestamp("us", tz="UTC")),
+            "last": pa.array(flows.last // 1000, type=pa.timestamp("us", tz="UTC")),
+            "first_ns": pa.array(flows.first),
+            "last_ns": pa.array(flows.last),
             "dst_country": pa.DictionaryArray.from_arrays(idx, country),
             "dst_status": pa.DictionaryArray.from_arrays(idx, status),
             "egress": pa.array(egress),

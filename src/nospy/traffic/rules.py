@@ -24,8 +24,8 @@ import numpy.typing as npt
 from nospy.agreement import Agreement
 from nospy.agreement.schema import Clause, Endpoint, Protocol
 from nospy.findings import ErrorEntry, Finding, Source
-from nospy.traffic.aggregate import Egress, Network, aggregate, in_networks, summarise
-from nospy.traffic.flows import address
+from nospy.traffic.aggregate import Egress, aggregate, summarise
+from nospy.traffic.flows import Network, address, in_networks
 from nospy.traffic.geo import Geolocator, code_text, status_of
 from nospy.traffic.interface import Capture, Names
 from nospy.traffic.read import read_capture
