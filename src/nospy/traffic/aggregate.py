@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from nospy.traffic.flows import Flows, Network, address, group_by_address, in_networks
+from nospy.traffic.flows import Flows, Network, address, group_flows_by_destination, in_networks
 from nospy.traffic.geo import PRIVATE, GeoDatabase, Geolocator, code_text, status_of
 from nospy.traffic.interface import Names
 
@@ -55,12 +55,27 @@ class Egress:
 
 def aggregate(flows: Flows, geo: Geolocator, local: Sequence[Network] = ()) -> Egress:
     """Group ``flows`` by destination, geolocate each destination once, keep the egress flows."""
-    group, first = group_by_address(flows.dst_hi, flows.dst_lo)
+    groups = group_flows_by_destination(flows)
+    group, first = groups.group, groups.first
     dhi, dlo = flows.dst_hi[first], flows.dst_lo[first]
     code = geo.codes(dhi, dlo)
     link = in_networks(dhi, dlo, _LINK_SCOPE)
     home = in_networks(dhi, dlo, list(local)) if local else np.zeros(dhi.size, dtype=np.bool_)
     private = (code == PRIVATE) & ~link & ~home
+    if not private.any() and not link.any() and not home.any():
+        # every flow is egress: the totals of the grouping pass are the answer
+        return Egress(
+            flows=flows,
+            mask=np.ones(len(flows), dtype=np.bool_),
+            flow_dest=group,
+            hi=dhi,
+            lo=dlo,
+            code=code,
+            bytes=groups.bytes,
+            packets=groups.packets,
+            nflows=groups.count,
+            excluded={"link_scope": 0, "local": 0, "inbound": 0},
+        )
     flow_private = private[group]
     inbound = np.zeros(len(flows), dtype=np.bool_)
     if flow_private.any():

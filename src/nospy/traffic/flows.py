@@ -26,6 +26,7 @@ __all__ = [
     "address_key",
     "flows_from_packets",
     "group_by_address",
+    "group_flows_by_destination",
     "in_networks",
 ]
 
@@ -229,7 +230,7 @@ def flows_from_packets(  # noqa: PLR0917 - the packet columns, in flow order
 
 
 @jit
-def _group_pairs(hi: U64, lo: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _group_pairs(hi: U64, lo: U64, nbytes: U64, npackets: U64) -> tuple[Any, ...]:
     n = hi.size
     size = 16
     while size < 2 * n:
@@ -238,23 +239,45 @@ def _group_pairs(hi: U64, lo: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[n
     table = np.full(size, -1, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
     group = np.empty(n, dtype=np.int64)
+    sum_bytes = np.zeros(n, dtype=np.uint64)
+    sum_packets = np.zeros(n, dtype=np.uint64)
+    count = np.zeros(n, dtype=np.int64)
     ngroups = 0
     for i in range(n):
         slot = _mix(hi[i], lo[i], 0, 0, 0) & mask
         while True:
             j = table[slot]
             if j < 0:
-                table[slot] = ngroups
-                first[ngroups] = i
-                group[i] = ngroups
+                j = ngroups
+                table[slot] = j
+                first[j] = i
                 ngroups += 1
                 break
             k = first[j]
             if lo[k] == lo[i] and hi[k] == hi[i]:
-                group[i] = j
                 break
             slot = (slot + 1) & mask
-    return group, first[:ngroups]
+        group[i] = j
+        sum_bytes[j] += nbytes[i]
+        sum_packets[j] += npackets[i]
+        count[j] += 1
+    return group, first[:ngroups], sum_bytes[:ngroups], sum_packets[:ngroups], count[:ngroups]
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Rows grouped by address: each row's group, and per group its first row and totals."""
+
+    group: npt.NDArray[np.int64]
+    first: npt.NDArray[np.int64]
+    bytes: U64
+    packets: U64
+    count: npt.NDArray[np.int64]
+
+
+def group_flows_by_destination(flows: Flows) -> Groups:
+    """Flows grouped by destination address in one compiled pass, with bytes, packets and flow counts."""
+    return Groups(*_group_pairs(flows.dst_hi, flows.dst_lo, flows.bytes, flows.packets))
 
 
 def group_by_address(hi: U64, lo: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -262,8 +285,9 @@ def group_by_address(hi: U64, lo: U64) -> tuple[npt.NDArray[np.int64], npt.NDArr
 
     A sort-based ``np.unique`` over 128-bit keys costs O(n log n); the hash table keeps aggregation linear.
     """
-    group, first = _group_pairs(np.ascontiguousarray(hi), np.ascontiguousarray(lo))
-    return group, first
+    zeros = np.zeros(hi.size, dtype=np.uint64)
+    g = _group_pairs(np.ascontiguousarray(hi), np.ascontiguousarray(lo), zeros, zeros)
+    return g[0], g[1]
 
 
 def _bounds(net: Network) -> tuple[int, int]:

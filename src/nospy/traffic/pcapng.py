@@ -14,6 +14,7 @@ import numpy.typing as npt
 from nospy.traffic._jit import jit
 from nospy.traffic.interface import Buffer, Capture, DamageNote, Reader, TrafficError
 from nospy.traffic.packetcapture import capture_from_packets
+from nospy.traffic.packets import flows_indexed
 
 __all__ = ["PcapngReader"]
 
@@ -167,6 +168,5 @@ class PcapngReader(Reader):
         errors: tuple[DamageNote, ...] = ()
         if why:
             errors = (DamageNote(f"offset {stop}", f"{_WHY[why]}; read {off.size} packets before it"),)
-        return capture_from_packets(
-            self.NAME, data, off, caplen, ts, links[iface], errors, {"linktypes": sorted({int(x) for x in links})}
-        )
+        pf = flows_indexed(data, off, caplen, ts, links[iface])
+        return capture_from_packets(self.NAME, data, pf, errors, {"linktypes": sorted({int(x) for x in links})})

@@ -48,11 +48,12 @@ def read_bytes(data: bytes | Buffer) -> Capture:
 def read_capture(path: Path) -> Capture:
     """Read the capture at ``path``; `TrafficError` if it cannot be opened or is no known format."""
     try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise TrafficError(f"{path}: {exc.strerror or exc}") from None
-    if buf.size == 0:
-        raise TrafficError(f"{path}: empty file")
+        if path.stat().st_size == 0:
+            raise TrafficError(f"{path}: empty file")
+        # mapped, not copied: a capture of gigabytes is read once, straight from the page cache
+        buf = np.memmap(path, dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as exc:
+        raise TrafficError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         return reader_for(buf[:4096].tobytes())().read(buf)
     except TrafficError as exc:

@@ -16,6 +16,7 @@ gives IPFIX's sysUpTime base). Template withdrawals are accepted and ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -168,6 +169,42 @@ def _walk_sets(buf: U8, msg_off: I64, msg_len: I64, header: int) -> tuple[I64, I
 
 
 @jit
+def _time_kind(  # noqa: PLR0917 - compiled helper
+    where: Any, t: int, ns: int, us: int, ms: int, sec: int, up: int
+) -> tuple[int, int, int]:
+    """Which timestamp field a layout has for one end of the flow: (kind, offset, width)."""
+    if where[t, ns] >= 0:
+        return 1, where[t, ns], 8
+    if where[t, us] >= 0:
+        return 1, where[t, us], 8
+    if where[t, ms] >= 0:
+        return 3, where[t, ms], 0
+    if where[t, sec] >= 0:
+        return 4, where[t, sec], 0
+    if where[t, up] >= 0:
+        return 5, where[t, up], 0
+    return 0, 0, 0
+
+
+@jit
+def _stamp(  # noqa: PLR0917 - compiled helper
+    buf: U8, r: int, kind: int, at: int, width: int, boot: int, export: int
+) -> Any:
+    """A timestamp in ns since the epoch, by the field kind `_time_kind` found."""
+    if kind == 1:  # NTP format (RFC 7011 section 6.1.9): seconds since 1900 and a binary fraction
+        v = _be(buf, r + at, 8)
+        secs = np.int64(v >> np.uint64(32)) - 2_208_988_800
+        return secs * 1_000_000_000 + np.int64((v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000_000) >> np.uint64(32))
+    if kind == 3:
+        return np.int64(_be(buf, r + at, width)) * 1_000_000
+    if kind == 4:
+        return np.int64(_be(buf, r + at, width)) * 1_000_000_000
+    if kind == 5 and boot > 0:
+        return (boot + np.int64(_be(buf, r + at, width))) * 1_000_000
+    return export * 1_000_000_000
+
+
+@jit
 def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positionally
     buf: U8,
     starts: I64,
@@ -176,19 +213,12 @@ def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positi
     width: I64,
     boot_ms: I64,
     export_s: I64,
-) -> tuple[
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint16],
-    npt.NDArray[np.uint16],
-    npt.NDArray[np.uint8],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    I64,
-    I64,
-]:
+) -> tuple[Any, ...]:
+    """Flow columns from records at ``starts``, each laid out by row ``layout[i]`` of ``where``/``width``.
+
+    Records of one layout come in runs, so a layout's field positions are loaded into locals only when
+    the layout changes.
+    """
     n = starts.size
     src_hi = np.zeros(n, dtype=np.uint64)
     src_lo = np.zeros(n, dtype=np.uint64)
@@ -202,68 +232,48 @@ def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positi
     first = np.zeros(n, dtype=np.int64)
     last = np.zeros(n, dtype=np.int64)
     mapped = np.uint64(0xFFFF00000000)
-    ntp = np.int64(2_208_988_800)
+    cur = -1
+    s6 = d6 = s4 = d4 = sp = dp = pr = by = pk = 0
+    wsp = wdp = wpr = wby = wpk = 0
+    fk = fa = fw = lk = la = lw = 0
     for i in range(n):
-        r = starts[i]
         t = layout[i]
-        w = where[t]
-        wd = width[t]
-        if w[_T_SRC6] >= 0:
-            src_hi[i] = _be(buf, r + w[_T_SRC6], 8)
-            src_lo[i] = _be(buf, r + w[_T_SRC6] + 8, 8)
-        elif w[_T_SRC4] >= 0:
-            src_lo[i] = mapped | _be(buf, r + w[_T_SRC4], 4)
-        if w[_T_DST6] >= 0:
-            dst_hi[i] = _be(buf, r + w[_T_DST6], 8)
-            dst_lo[i] = _be(buf, r + w[_T_DST6] + 8, 8)
-        elif w[_T_DST4] >= 0:
-            dst_lo[i] = mapped | _be(buf, r + w[_T_DST4], 4)
-        if w[_T_SPORT] >= 0:
-            sport[i] = np.uint16(_be(buf, r + w[_T_SPORT], wd[_T_SPORT]) & np.uint64(0xFFFF))
-        if w[_T_DPORT] >= 0:
-            dport[i] = np.uint16(_be(buf, r + w[_T_DPORT], wd[_T_DPORT]) & np.uint64(0xFFFF))
-        if w[_T_PROTO] >= 0:
-            proto[i] = np.uint8(_be(buf, r + w[_T_PROTO], wd[_T_PROTO]) & np.uint64(0xFF))
-        if w[_T_BYTES] >= 0:
-            nbytes[i] = _be(buf, r + w[_T_BYTES], wd[_T_BYTES])
-        if w[_T_PACKETS] >= 0:
-            npackets[i] = _be(buf, r + w[_T_PACKETS], wd[_T_PACKETS])
-        f = export_s[i] * 1_000_000_000
-        e = f
-        if w[_T_FIRST_NS] >= 0:
-            v = _be(buf, r + w[_T_FIRST_NS], 8)
-            f = (np.int64(v >> np.uint64(32)) - ntp) * 1_000_000_000 + np.int64(
-                (v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000_000) >> np.uint64(32)
-            )
-        elif w[_T_FIRST_US] >= 0:
-            v = _be(buf, r + w[_T_FIRST_US], 8)
-            f = (np.int64(v >> np.uint64(32)) - ntp) * 1_000_000_000 + np.int64(
-                (v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000_000) >> np.uint64(32)
-            )
-        elif w[_T_FIRST_MS] >= 0:
-            f = np.int64(_be(buf, r + w[_T_FIRST_MS], wd[_T_FIRST_MS])) * 1_000_000
-        elif w[_T_FIRST_S] >= 0:
-            f = np.int64(_be(buf, r + w[_T_FIRST_S], wd[_T_FIRST_S])) * 1_000_000_000
-        elif w[_T_FIRST_UP] >= 0 and boot_ms[i] > 0:
-            f = (boot_ms[i] + np.int64(_be(buf, r + w[_T_FIRST_UP], wd[_T_FIRST_UP]))) * 1_000_000
-        if w[_T_LAST_NS] >= 0:
-            v = _be(buf, r + w[_T_LAST_NS], 8)
-            e = (np.int64(v >> np.uint64(32)) - ntp) * 1_000_000_000 + np.int64(
-                (v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000_000) >> np.uint64(32)
-            )
-        elif w[_T_LAST_US] >= 0:
-            v = _be(buf, r + w[_T_LAST_US], 8)
-            e = (np.int64(v >> np.uint64(32)) - ntp) * 1_000_000_000 + np.int64(
-                (v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000_000) >> np.uint64(32)
-            )
-        elif w[_T_LAST_MS] >= 0:
-            e = np.int64(_be(buf, r + w[_T_LAST_MS], wd[_T_LAST_MS])) * 1_000_000
-        elif w[_T_LAST_S] >= 0:
-            e = np.int64(_be(buf, r + w[_T_LAST_S], wd[_T_LAST_S])) * 1_000_000_000
-        elif w[_T_LAST_UP] >= 0 and boot_ms[i] > 0:
-            e = (boot_ms[i] + np.int64(_be(buf, r + w[_T_LAST_UP], wd[_T_LAST_UP]))) * 1_000_000
-        else:
-            e = max(e, f)
+        if t != cur:
+            cur = t
+            s6, d6, s4, d4 = where[t, _T_SRC6], where[t, _T_DST6], where[t, _T_SRC4], where[t, _T_DST4]
+            sp, dp, pr = where[t, _T_SPORT], where[t, _T_DPORT], where[t, _T_PROTO]
+            by, pk = where[t, _T_BYTES], where[t, _T_PACKETS]
+            wsp, wdp, wpr = width[t, _T_SPORT], width[t, _T_DPORT], width[t, _T_PROTO]
+            wby, wpk = width[t, _T_BYTES], width[t, _T_PACKETS]
+            fk, fa, fw = _time_kind(where, t, _T_FIRST_NS, _T_FIRST_US, _T_FIRST_MS, _T_FIRST_S, _T_FIRST_UP)
+            lk, la, lw = _time_kind(where, t, _T_LAST_NS, _T_LAST_US, _T_LAST_MS, _T_LAST_S, _T_LAST_UP)
+            if fk > 1:
+                fw = width[t, _T_FIRST_MS] if fk == 3 else width[t, _T_FIRST_S] if fk == 4 else width[t, _T_FIRST_UP]
+            if lk > 1:
+                lw = width[t, _T_LAST_MS] if lk == 3 else width[t, _T_LAST_S] if lk == 4 else width[t, _T_LAST_UP]
+        r = starts[i]
+        if s6 >= 0:
+            src_hi[i] = _be(buf, r + s6, 8)
+            src_lo[i] = _be(buf, r + s6 + 8, 8)
+        elif s4 >= 0:
+            src_lo[i] = mapped | _be(buf, r + s4, 4)
+        if d6 >= 0:
+            dst_hi[i] = _be(buf, r + d6, 8)
+            dst_lo[i] = _be(buf, r + d6 + 8, 8)
+        elif d4 >= 0:
+            dst_lo[i] = mapped | _be(buf, r + d4, 4)
+        if sp >= 0:
+            sport[i] = np.uint16(_be(buf, r + sp, wsp) & np.uint64(0xFFFF))
+        if dp >= 0:
+            dport[i] = np.uint16(_be(buf, r + dp, wdp) & np.uint64(0xFFFF))
+        if pr >= 0:
+            proto[i] = np.uint8(_be(buf, r + pr, wpr) & np.uint64(0xFF))
+        if by >= 0:
+            nbytes[i] = _be(buf, r + by, wby)
+        if pk >= 0:
+            npackets[i] = _be(buf, r + pk, wpk)
+        f = _stamp(buf, r, fk, fa, fw, boot_ms[i], export_s[i])
+        e = _stamp(buf, r, lk, la, lw, boot_ms[i], export_s[i]) if lk else max(f, export_s[i] * 1_000_000_000)
         first[i] = f
         last[i] = e
     return src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, nbytes, npackets, first, last
