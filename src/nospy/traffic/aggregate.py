@@ -23,7 +23,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from nospy.traffic.flows import Flows, Network, address, group_flows_by_destination, in_networks
-from nospy.traffic.geo import PRIVATE, GeoDatabase, Geolocator, code_text, status_of
+from nospy.traffic.geo import PRIVATE, GeoDatabase, Geolocator, code_text, not_global, status_of
 from nospy.traffic.interface import Names
 
 __all__ = ["CountryRow", "Egress", "HostRow", "Summary", "aggregate", "in_networks", "summarise"]
@@ -62,7 +62,12 @@ def aggregate(flows: Flows, geo: Geolocator, local: Sequence[Network] = ()) -> E
     link = in_networks(dhi, dlo, _LINK_SCOPE)
     home = in_networks(dhi, dlo, list(local)) if local else np.zeros(dhi.size, dtype=np.bool_)
     private = (code == PRIVATE) & ~link & ~home
-    if not private.any() and not link.any() and not home.any():
+    inbound = np.zeros(len(flows), dtype=np.bool_)
+    if private.any():
+        # a reply from a public address to a private one is traffic arriving, not leaving
+        idx = np.flatnonzero(private[group])
+        inbound[idx] = ~not_global(flows.src_hi[idx], flows.src_lo[idx])
+    if not link.any() and not home.any() and not inbound.any():
         # every flow is egress: the totals of the grouping pass are the answer
         return Egress(
             flows=flows,
@@ -76,12 +81,6 @@ def aggregate(flows: Flows, geo: Geolocator, local: Sequence[Network] = ()) -> E
             nflows=groups.count,
             excluded={"link_scope": 0, "local": 0, "inbound": 0},
         )
-    flow_private = private[group]
-    inbound = np.zeros(len(flows), dtype=np.bool_)
-    if flow_private.any():
-        idx = np.flatnonzero(flow_private)
-        src_code = geo.codes(flows.src_hi[idx], flows.src_lo[idx])
-        inbound[idx] = src_code != PRIVATE
     flow_link, flow_home = link[group], home[group]
     egress = ~flow_link & ~flow_home & ~inbound
     eg = flows.take(egress) if not egress.all() else flows

@@ -24,7 +24,6 @@ __all__ = [
     "Network",
     "address",
     "address_key",
-    "flows_from_packets",
     "group_by_address",
     "group_flows_by_destination",
     "in_networks",
@@ -136,105 +135,10 @@ def _mix(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
 
 
 @jit
-def _flow_table(  # noqa: PLR0917 - compiled kernels take their columns positionally
-    ok: npt.NDArray[np.bool_],
-    src_hi: U64,
-    src_lo: U64,
-    dst_hi: U64,
-    dst_lo: U64,
-    sport: npt.NDArray[np.uint16],
-    dport: npt.NDArray[np.uint16],
-    proto: npt.NDArray[np.uint8],
-    length: U64,
-    ts: I64,
-) -> tuple[npt.NDArray[np.int64], U64, U64, I64, I64]:
-    """Packets grouped into flows: each flow's first packet, bytes, packets, first and last time.
-
-    Open addressing with linear probing over the 5-tuple; flows come out in order of first appearance.
-    """
-    n = ok.size
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    mask = size - 1
-    table = np.full(size, -1, dtype=np.int64)
-    rep = np.empty(n, dtype=np.int64)
-    nbytes = np.zeros(n, dtype=np.uint64)
-    npackets = np.zeros(n, dtype=np.uint64)
-    first = np.empty(n, dtype=np.int64)
-    last = np.empty(n, dtype=np.int64)
-    nflows = 0
-    for i in range(n):
-        if not ok[i]:
-            continue
-        ports = (np.uint64(sport[i]) << np.uint64(24)) | (np.uint64(dport[i]) << np.uint64(8)) | np.uint64(proto[i])
-        slot = _mix(src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], ports) & mask
-        while True:
-            j = table[slot]
-            if j < 0:
-                j = nflows
-                table[slot] = j
-                rep[j] = i
-                first[j] = ts[i]
-                last[j] = ts[i]
-                nflows += 1
-                break
-            k = rep[j]
-            if (
-                src_lo[k] == src_lo[i]
-                and dst_lo[k] == dst_lo[i]
-                and sport[k] == sport[i]
-                and dport[k] == dport[i]
-                and proto[k] == proto[i]
-                and src_hi[k] == src_hi[i]
-                and dst_hi[k] == dst_hi[i]
-            ):
-                break
-            slot = (slot + 1) & mask
-        nbytes[j] += length[i]
-        npackets[j] += np.uint64(1)
-        first[j] = min(first[j], ts[i])
-        last[j] = max(last[j], ts[i])
-    return rep[:nflows], nbytes[:nflows], npackets[:nflows], first[:nflows], last[:nflows]
-
-
-def flows_from_packets(  # noqa: PLR0917 - the packet columns, in flow order
-    ok: npt.NDArray[np.bool_],
-    src_hi: U64,
-    src_lo: U64,
-    dst_hi: U64,
-    dst_lo: U64,
-    sport: npt.NDArray[np.uint16],
-    dport: npt.NDArray[np.uint16],
-    proto: npt.NDArray[np.uint8],
-    length: U64,
-    ts: I64,
-) -> Flows:
-    """Group decoded packets (``ok``: an IP packet) into unidirectional flows by 5-tuple."""
-    rep, nbytes, npackets, first, last = _flow_table(
-        ok, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, length, ts
-    )
-    return Flows(
-        src_hi=src_hi[rep],
-        src_lo=src_lo[rep],
-        dst_hi=dst_hi[rep],
-        dst_lo=dst_lo[rep],
-        sport=sport[rep],
-        dport=dport[rep],
-        proto=proto[rep],
-        bytes=nbytes,
-        packets=npackets,
-        first=first,
-        last=last,
-    )
-
-
-@jit
 def _group_pairs(hi: U64, lo: U64, nbytes: U64, npackets: U64) -> tuple[Any, ...]:
     n = hi.size
-    size = 16
-    while size < 2 * n:
-        size *= 2
+    # the table grows with the groups, not with the rows: few distinct destinations stay in cache
+    size = 1 << 12
     mask = size - 1
     table = np.full(size, -1, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
@@ -252,6 +156,15 @@ def _group_pairs(hi: U64, lo: U64, nbytes: U64, npackets: U64) -> tuple[Any, ...
                 table[slot] = j
                 first[j] = i
                 ngroups += 1
+                if 2 * ngroups > size:
+                    size *= 2
+                    mask = size - 1
+                    table = np.full(size, -1, dtype=np.int64)
+                    for g in range(ngroups):
+                        s2 = _mix(hi[first[g]], lo[first[g]], 0, 0, 0) & mask
+                        while table[s2] >= 0:
+                            s2 = (s2 + 1) & mask
+                        table[s2] = g
                 break
             k = first[j]
             if lo[k] == lo[i] and hi[k] == hi[i]:

@@ -49,6 +49,7 @@ __all__ = [
     "MmdbGeolocator",
     "TorGeolocator",
     "code_text",
+    "not_global",
     "open_geolocator",
 ]
 
@@ -167,7 +168,7 @@ def _in_ranges(ip: npt.NDArray[np.uint32], starts: npt.NDArray[np.uint32], ends:
     return ok, i
 
 
-def _special(hi: U64, lo: U64) -> npt.NDArray[np.bool_]:
+def not_global(hi: U64, lo: U64) -> npt.NDArray[np.bool_]:
     """Which addresses are not globally routable."""
     v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
     out = np.zeros(hi.size, dtype=np.bool_)
@@ -194,7 +195,7 @@ class Geolocator(ABC):
         """Packed codes for many addresses at once (flow columns); PRIVATE for special-purpose ranges."""
         hi = np.ascontiguousarray(hi, dtype=np.uint64)
         lo = np.ascontiguousarray(lo, dtype=np.uint64)
-        special = _special(hi, lo)
+        special = not_global(hi, lo)
         out = np.full(hi.size, PRIVATE, dtype=np.uint16)
         glob = ~special
         out[glob] = self._codes(hi[glob], lo[glob])

@@ -132,6 +132,15 @@ def valid_message(msg: bytes) -> bool:
 
 @jit
 def _be(buf: U8, p: int, w: int) -> np.uint64:
+    """A big-endian unsigned field of ``w`` bytes (reduced-size encoding allows any width up to 8)."""
+    if w == 4:
+        return np.uint64(
+            (np.uint32(buf[p]) << 24) | (np.uint32(buf[p + 1]) << 16) | (np.uint32(buf[p + 2]) << 8) | buf[p + 3]
+        )
+    if w == 2:
+        return np.uint64((np.uint32(buf[p]) << 8) | buf[p + 1])
+    if w == 1:
+        return np.uint64(buf[p])
     v = np.uint64(0)
     for k in range(w):
         v = (v << np.uint64(8)) | np.uint64(buf[p + k])
@@ -207,19 +216,23 @@ def _stamp(  # noqa: PLR0917 - compiled helper
 @jit
 def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positionally
     buf: U8,
-    starts: I64,
-    layout: I64,
+    set_off: I64,
+    set_nrec: I64,
+    set_reclen: I64,
+    set_layout: I64,
+    set_boot_ms: I64,
+    set_export_s: I64,
     where: I64,
     width: I64,
-    boot_ms: I64,
-    export_s: I64,
 ) -> tuple[Any, ...]:
-    """Flow columns from records at ``starts``, each laid out by row ``layout[i]`` of ``where``/``width``.
+    """Flow columns from the records of data sets (body offset, record count and length, layout row of
+    ``where``/``width``, the message's boot and export time).
 
-    Records of one layout come in runs, so a layout's field positions are loaded into locals only when
-    the layout changes.
+    A layout's field positions are loaded into locals once per set, not once per record.
     """
-    n = starts.size
+    n = 0
+    for k in range(set_nrec.size):
+        n += set_nrec[k]
     src_hi = np.zeros(n, dtype=np.uint64)
     src_lo = np.zeros(n, dtype=np.uint64)
     dst_hi = np.zeros(n, dtype=np.uint64)
@@ -236,8 +249,11 @@ def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positi
     s6 = d6 = s4 = d4 = sp = dp = pr = by = pk = 0
     wsp = wdp = wpr = wby = wpk = 0
     fk = fa = fw = lk = la = lw = 0
-    for i in range(n):
-        t = layout[i]
+    i = -1
+    for k in range(set_off.size):
+        t = set_layout[k]
+        boot = set_boot_ms[k]
+        export = set_export_s[k]
         if t != cur:
             cur = t
             s6, d6, s4, d4 = where[t, _T_SRC6], where[t, _T_DST6], where[t, _T_SRC4], where[t, _T_DST4]
@@ -251,31 +267,33 @@ def _decode_fixed(  # noqa: PLR0917 - compiled kernels take their columns positi
                 fw = width[t, _T_FIRST_MS] if fk == 3 else width[t, _T_FIRST_S] if fk == 4 else width[t, _T_FIRST_UP]
             if lk > 1:
                 lw = width[t, _T_LAST_MS] if lk == 3 else width[t, _T_LAST_S] if lk == 4 else width[t, _T_LAST_UP]
-        r = starts[i]
-        if s6 >= 0:
-            src_hi[i] = _be(buf, r + s6, 8)
-            src_lo[i] = _be(buf, r + s6 + 8, 8)
-        elif s4 >= 0:
-            src_lo[i] = mapped | _be(buf, r + s4, 4)
-        if d6 >= 0:
-            dst_hi[i] = _be(buf, r + d6, 8)
-            dst_lo[i] = _be(buf, r + d6 + 8, 8)
-        elif d4 >= 0:
-            dst_lo[i] = mapped | _be(buf, r + d4, 4)
-        if sp >= 0:
-            sport[i] = np.uint16(_be(buf, r + sp, wsp) & np.uint64(0xFFFF))
-        if dp >= 0:
-            dport[i] = np.uint16(_be(buf, r + dp, wdp) & np.uint64(0xFFFF))
-        if pr >= 0:
-            proto[i] = np.uint8(_be(buf, r + pr, wpr) & np.uint64(0xFF))
-        if by >= 0:
-            nbytes[i] = _be(buf, r + by, wby)
-        if pk >= 0:
-            npackets[i] = _be(buf, r + pk, wpk)
-        f = _stamp(buf, r, fk, fa, fw, boot_ms[i], export_s[i])
-        e = _stamp(buf, r, lk, la, lw, boot_ms[i], export_s[i]) if lk else max(f, export_s[i] * 1_000_000_000)
-        first[i] = f
-        last[i] = e
+        for m in range(set_nrec[k]):
+            r = set_off[k] + m * set_reclen[k]
+            i += 1
+            if s6 >= 0:
+                src_hi[i] = _be(buf, r + s6, 8)
+                src_lo[i] = _be(buf, r + s6 + 8, 8)
+            elif s4 >= 0:
+                src_lo[i] = mapped | _be(buf, r + s4, 4)
+            if d6 >= 0:
+                dst_hi[i] = _be(buf, r + d6, 8)
+                dst_lo[i] = _be(buf, r + d6 + 8, 8)
+            elif d4 >= 0:
+                dst_lo[i] = mapped | _be(buf, r + d4, 4)
+            if sp >= 0:
+                sport[i] = np.uint16(_be(buf, r + sp, wsp) & np.uint64(0xFFFF))
+            if dp >= 0:
+                dport[i] = np.uint16(_be(buf, r + dp, wdp) & np.uint64(0xFFFF))
+            if pr >= 0:
+                proto[i] = np.uint8(_be(buf, r + pr, wpr) & np.uint64(0xFF))
+            if by >= 0:
+                nbytes[i] = _be(buf, r + by, wby)
+            if pk >= 0:
+                npackets[i] = _be(buf, r + pk, wpk)
+            f = _stamp(buf, r, fk, fa, fw, boot, export)
+            e = _stamp(buf, r, lk, la, lw, boot, export) if lk else max(f, export * 1_000_000_000)
+            first[i] = f
+            last[i] = e
     return src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, nbytes, npackets, first, last
 
 
@@ -468,14 +486,8 @@ def decode_messages(buf: U8, msg_off: I64, msg_len: I64, version: int) -> tuple[
     lay = sl[use]
     reclen = fixed_len[lay]
     nrec = s_len[sets] // reclen
-    total = int(nrec.sum())
-    set_of_rec = np.repeat(np.arange(sets.size), nrec)
-    first_rec = np.cumsum(nrec) - nrec
-    within = np.arange(total, dtype=np.int64) - np.repeat(first_rec, nrec)
-    starts = s_off[sets][set_of_rec] + within * reclen[set_of_rec]
-    rec_layout = lay[set_of_rec]
-    rec_msg = s_msg[sets][set_of_rec]
-    parts = [Flows(*_decode_fixed(buf, starts, rec_layout, where, width, boot_ms[rec_msg], export_s[rec_msg]))]
+    msg = s_msg[sets]
+    parts = [Flows(*_decode_fixed(buf, s_off[sets], nrec, reclen, lay, boot_ms[msg], export_s[msg], where, width))]
 
     # variable-length data sets: rebuilt record by record (rare: strings such as application names)
     for n, t in enumerate(layouts):
@@ -503,11 +515,13 @@ def decode_messages(buf: U8, msg_off: I64, msg_len: I64, version: int) -> tuple[
                 *_decode_fixed(
                     flat_buf,
                     vstarts,
+                    np.ones(len(recs), dtype=np.int64),
+                    np.array(lengths, dtype=np.int64),
                     np.zeros(len(recs), dtype=np.int64),
-                    np.array([w], dtype=np.int64),
-                    np.array([wd], dtype=np.int64),
                     boot_ms[vmsg],
                     export_s[vmsg],
+                    np.array([w], dtype=np.int64),
+                    np.array([wd], dtype=np.int64),
                 )
             )
         )
