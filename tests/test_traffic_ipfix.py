@@ -14,14 +14,11 @@ V6_SRC = socket.inet_pton(socket.AF_INET6, "fd00::2")
 
 
 def test_ipfix_ipv6_varlen_enterprise_and_options() -> None:
-    # template 256: src6, dst6, sport, dport, proto, a variable-length string, an enterprise field, octets (4 bytes: reduced size)
-    t = (
-        struct.pack(">HH", 256, 8)
-        + b"".join(struct.pack(">HH", e, n) for e, n in [(27, 16), (28, 16), (7, 2), (11, 2), (4, 1), (96, 0xFFFF)])
-        + struct.pack(">HHI", 0x8000 | 1, 4, 9999)
-        + struct.pack(">HH", 1, 4)
-    )
-    t = struct.pack(">HH", 256, 8) + t[4:]
+    # template 256: src6, dst6, sport, dport, proto, a variable-length string (96, applicationName),
+    # an enterprise-specific field, octets in 4 bytes (reduced-size encoding)
+    fields = [(27, 16), (28, 16), (7, 2), (11, 2), (4, 1), (96, 0xFFFF)]
+    t = struct.pack(">HH", 256, 8) + b"".join(struct.pack(">HH", e, n) for e, n in fields)
+    t += struct.pack(">HHI", 0x8000 | 1, 4, 9999) + struct.pack(">HH", 1, 4)
     # options template 257 with systemInitTimeMilliseconds (160) as its one field, scope: observation domain
     opts = struct.pack(">HHH", 257, 2, 1) + struct.pack(">HHHH", 149, 4, 160, 8)
     rec = V6_SRC + V6 + struct.pack(">HHB", 5000, 443, 6) + b"\x03abc" + b"XXXX" + struct.pack(">I", 1234)

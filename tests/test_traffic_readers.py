@@ -297,3 +297,21 @@ def test_unknown_format_is_an_error(tmp_path: Path) -> None:
     p.write_bytes(b"hello, this is not a capture\n")
     with pytest.raises(TrafficError, match="not a format"):
         read_capture(p)
+
+
+def _nrb(addr: str, name: str) -> bytes:
+    """A pcapng Name Resolution Block (section 4.5) with one IPv4 record."""
+    value = socket.inet_aton(addr) + name.encode() + b"\0"
+    record = struct.pack("<HH", 1, len(value)) + value + b"\0" * (-len(value) % 4)
+    body = record + struct.pack("<HH", 0, 0)
+    return struct.pack("<II", 4, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def test_pcapng_name_resolution_block_names_addresses(shared: Path) -> None:
+    data = (shared / "traffic" / "zeek_redis_django-cloud.pcapng").read_bytes()
+    shb = struct.unpack("<I", data[4:8])[0]
+    idb = struct.unpack("<I", data[shb + 4 : shb + 8])[0]
+    at = shb + idb
+    cap = read_bytes(data[:at] + _nrb("18.234.186.95", "Redis.Acme.Example") + data[at:])
+    assert cap.records == 474 and cap.errors == ()
+    assert names_of(cap) == {"18.234.186.95": {"redis.acme.example"}}

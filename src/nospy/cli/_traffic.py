@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def parse_networks(values: list[str]) -> list[Network]:
         raise InputError(f"--local: {exc}") from None
 
 
-def geolocator_factory(mmdb: Path | None) -> functools._lru_cache_wrapper[Geolocator]:
+def geolocator_factory(mmdb: Path | None) -> Callable[[], Geolocator]:
     """Load the database once, when the first capture needs it."""
     return functools.cache(lambda: open_geolocator(mmdb))
 

@@ -14,6 +14,7 @@ once, and the country totals are ``np.bincount`` over the destinations' country 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,11 +40,14 @@ _LINK_SCOPE = [
 
 @dataclass(frozen=True)
 class Egress:
-    """Egress flows grouped by destination; arrays are per destination unless named ``flow_``."""
+    """Egress by destination: per-destination arrays (``hi`` .. ``nflows``), and the egress flows
+    themselves, picked out of all the flows only when a rule asks for them."""
 
-    flows: Flows  # the egress flows
-    mask: npt.NDArray[np.bool_]  # which of the flows given are egress
-    flow_dest: npt.NDArray[np.int64]  # destination number of each egress flow
+    all_flows: Flows
+    group: npt.NDArray[np.int64]  # destination group of every flow
+    dest_ok: npt.NDArray[np.bool_]  # per group: may a flow to it be egress
+    inbound: npt.NDArray[np.bool_] | None  # per flow: a reply from outside (None: there is none)
+    renumber: npt.NDArray[np.int64]  # per group: its destination number, -1 when it has no egress
     hi: npt.NDArray[np.uint64]
     lo: npt.NDArray[np.uint64]
     code: npt.NDArray[np.uint16]  # packed country code (geo.code_text)
@@ -51,6 +55,30 @@ class Egress:
     packets: npt.NDArray[np.uint64]
     nflows: npt.NDArray[np.int64]
     excluded: dict[str, int]  # flows that are not egress, by reason
+
+    @functools.cached_property
+    def mask(self) -> npt.NDArray[np.bool_]:
+        """Which of all the flows are egress."""
+        if self.inbound is None and self.dest_ok.all():
+            return np.ones(len(self.all_flows), dtype=np.bool_)
+        mask = self.dest_ok[self.group]
+        return mask & ~self.inbound if self.inbound is not None else mask
+
+    @functools.cached_property
+    def flows(self) -> Flows:
+        """The egress flows."""
+        return self.all_flows if self.count == len(self.all_flows) else self.all_flows.take(self.mask)
+
+    @functools.cached_property
+    def flow_dest(self) -> npt.NDArray[np.int64]:
+        """The destination number of each egress flow."""
+        if self.count == len(self.all_flows):
+            return self.renumber[self.group]
+        return self.renumber[self.group[self.mask]]
+
+    @property
+    def count(self) -> int:
+        return int(self.nflows.sum())
 
 
 def aggregate(flows: Flows, geo: Geolocator, local: Sequence[Network] = ()) -> Egress:
@@ -61,50 +89,41 @@ def aggregate(flows: Flows, geo: Geolocator, local: Sequence[Network] = ()) -> E
     code = geo.codes(dhi, dlo)
     link = in_networks(dhi, dlo, _LINK_SCOPE)
     home = in_networks(dhi, dlo, list(local)) if local else np.zeros(dhi.size, dtype=np.bool_)
-    private = (code == PRIVATE) & ~link & ~home
-    inbound = np.zeros(len(flows), dtype=np.bool_)
+    dest_ok = ~link & ~home
+    private = (code == PRIVATE) & dest_ok
+    inbound = None
+    nbytes, npackets, count = groups.bytes, groups.packets, groups.count
     if private.any():
         # a reply from a public address to a private one is traffic arriving, not leaving
         idx = np.flatnonzero(private[group])
-        inbound[idx] = ~not_global(flows.src_hi[idx], flows.src_lo[idx])
-    if not link.any() and not home.any() and not inbound.any():
-        # every flow is egress: the totals of the grouping pass are the answer
-        return Egress(
-            flows=flows,
-            mask=np.ones(len(flows), dtype=np.bool_),
-            flow_dest=group,
-            hi=dhi,
-            lo=dlo,
-            code=code,
-            bytes=groups.bytes,
-            packets=groups.packets,
-            nflows=groups.count,
-            excluded={"link_scope": 0, "local": 0, "inbound": 0},
-        )
-    flow_link, flow_home = link[group], home[group]
-    egress = ~flow_link & ~flow_home & ~inbound
-    eg = flows.take(egress) if not egress.all() else flows
-    g = group[egress]
-    # renumber the destinations that have egress flows
-    used = np.zeros(dhi.size, dtype=np.bool_)
-    used[g] = True
-    renum = np.cumsum(used) - 1
-    dest = renum[g]
-    n = int(used.sum())
+        arriving = ~not_global(flows.src_hi[idx], flows.src_lo[idx])
+        if arriving.any():
+            inbound = np.zeros(len(flows), dtype=np.bool_)
+            inbound[idx[arriving]] = True
+            gone = group[inbound]
+            n = dhi.size
+            nbytes = nbytes - np.bincount(gone, weights=flows.bytes[inbound], minlength=n).astype(np.uint64)
+            npackets = npackets - np.bincount(gone, weights=flows.packets[inbound], minlength=n).astype(np.uint64)
+            count = count - np.bincount(gone, minlength=n)
+    used = dest_ok & (count > 0)
+    renumber = np.cumsum(used) - 1
+    renumber[~used] = -1
     return Egress(
-        flows=eg,
-        mask=egress,
-        flow_dest=dest,
+        all_flows=flows,
+        group=group,
+        dest_ok=dest_ok,
+        inbound=inbound,
+        renumber=renumber,
         hi=dhi[used],
         lo=dlo[used],
         code=code[used],
-        bytes=np.bincount(dest, weights=eg.bytes.astype(np.float64), minlength=n).astype(np.uint64),
-        packets=np.bincount(dest, weights=eg.packets.astype(np.float64), minlength=n).astype(np.uint64),
-        nflows=np.bincount(dest, minlength=n).astype(np.int64),
+        bytes=nbytes[used],
+        packets=npackets[used],
+        nflows=count[used],
         excluded={
-            "link_scope": int(flow_link.sum()),
-            "local": int((flow_home & ~flow_link).sum()),
-            "inbound": int(inbound.sum()),
+            "link_scope": int(groups.count[link].sum()),
+            "local": int(groups.count[home & ~link].sum()),
+            "inbound": 0 if inbound is None else int(inbound.sum()),
         },
     )
 
@@ -174,7 +193,7 @@ def summarise(flows: Flows, e: Egress, names: Names, geo: Geolocator) -> Summary
     return Summary(
         geolocation=geo.describe(),
         flows=len(flows),
-        egress_flows=len(e.flows),
+        egress_flows=e.count,
         excluded=e.excluded,
         by_country=by_country,
         by_destination=hosts,

@@ -2,16 +2,23 @@
 
 Blocks read: Section Header (byte order per section; interface numbers restart in each section),
 Interface Description (link type and the ``if_tsresol``/``if_tsoffset`` options), Enhanced Packet,
-Simple Packet (interface 0, no timestamp) and the obsolete Packet block. Other blocks are skipped by
+Simple Packet (interface 0, no timestamp), the obsolete Packet block and Name Resolution (the names
+the capturing host resolved name addresses, as DNS answers do). Other blocks are skipped by
 their length. A block cut off or with inconsistent lengths ends the walk; the packets before it are kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import struct
+
 import numpy as np
 import numpy.typing as npt
 
 from nospy.traffic._jit import jit
+from nospy.traffic.dns import merge_names
+from nospy.traffic.flows import address_key
 from nospy.traffic.interface import Buffer, Capture, DamageNote, Reader, TrafficError
 from nospy.traffic.packetcapture import capture_from_packets
 from nospy.traffic.packets import flows_indexed
@@ -40,9 +47,10 @@ def _u16(buf: Buffer, p: int, big: bool) -> int:
 @jit
 def _walk(
     buf: Buffer,
-) -> tuple[I64, I64, I64, npt.NDArray[np.int32], npt.NDArray[np.int32], int, int]:
+) -> tuple[I64, I64, I64, npt.NDArray[np.int32], npt.NDArray[np.int32], int, int, I64, npt.NDArray[np.bool_]]:
     """Packets (offset, captured length, ns timestamp, interface), each interface's link type, where
-    the walk stopped and why (0 end of file, 1 damaged block, 2 unknown interface, 3 too many interfaces).
+    the walk stopped and why (0 end of file, 1 damaged block, 2 unknown interface, 3 too many interfaces),
+    and the offsets and byte orders of the Name Resolution Blocks.
     """
     n = buf.size
     cap = max(16, n // 64)
@@ -54,6 +62,9 @@ def _walk(
     snaplens = np.zeros(MAX_INTERFACES, dtype=np.int64)
     units = np.zeros(MAX_INTERFACES, dtype=np.float64)  # timestamp units per second
     tsoff = np.zeros(MAX_INTERFACES, dtype=np.int64)
+    nrb = np.empty(4, dtype=np.int64)
+    nrb_big = np.empty(4, dtype=np.bool_)
+    nn = 0
     nif = 0
     base = 0  # interface numbers restart in each section
     big = False
@@ -79,6 +90,13 @@ def _walk(
             break
         body = p + 8
         bend = p + blen - 4
+        if btype == 4:  # Name Resolution Block: read in Python
+            if nn == nrb.size:
+                nrb = np.resize(nrb, nn * 2)
+                nrb_big = np.resize(nrb_big, nn * 2)
+            nrb[nn] = p
+            nrb_big[nn] = big
+            nn += 1
         if btype == 1:  # Interface Description Block
             if nif >= MAX_INTERFACES:
                 why = 3
@@ -147,7 +165,7 @@ def _walk(
         p += blen
     if why == 0 and p < n:
         why = 1  # a block header cut off at the end
-    return off[:k], caplen[:k], ts[:k], iface[:k], links[:nif], p, why
+    return off[:k], caplen[:k], ts[:k], iface[:k], links[:nif], p, why, nrb[:nn], nrb_big[:nn]
 
 
 _WHY = {1: "damaged or truncated block", 2: "packet names an interface not described", 3: "too many interfaces"}
@@ -164,9 +182,40 @@ class PcapngReader(Reader):
     def read(self, data: Buffer) -> Capture:
         if not self.sniff(data[:12].tobytes()):
             raise TrafficError("not a pcapng file (no section header block)")
-        off, caplen, ts, iface, links, stop, why = _walk(data)
+        off, caplen, ts, iface, links, stop, why, nrb, nrb_big = _walk(data)
         errors: tuple[DamageNote, ...] = ()
         if why:
             errors = (DamageNote(f"offset {stop}", f"{_WHY[why]}; read {off.size} packets before it"),)
         pf = flows_indexed(data, off, caplen, ts, links[iface])
-        return capture_from_packets(self.NAME, data, pf, errors, {"linktypes": sorted({int(x) for x in links})})
+        names = [_name_records(data, int(at), bool(big)) for at, big in zip(nrb, nrb_big, strict=True)]
+        cap = capture_from_packets(self.NAME, data, pf, errors, {"linktypes": sorted({int(x) for x in links})})
+        if not names:
+            return cap
+        merged = merge_names([{k: set(v) for k, v in cap.names.items()}, *names])
+        return dataclasses.replace(cap, names=merged)
+
+
+def _name_records(data: Buffer, at: int, big: bool) -> dict[tuple[int, int], set[str]]:
+    """Addresses and names from a Name Resolution Block (pcapng section 4.5): what the capturing host
+    resolved, written beside the packets."""
+    order = ">" if big else "<"
+    length = struct.unpack(order + "I", data[at + 4 : at + 8].tobytes())[0]
+    body = data[at + 8 : at + length - 4].tobytes()
+    out: dict[tuple[int, int], set[str]] = {}
+    p = 0
+    while p + 4 <= len(body):
+        rtype, rlen = struct.unpack(order + "HH", body[p : p + 4])
+        value = body[p + 4 : p + 4 + rlen]
+        p += 4 + ((rlen + 3) & ~3)
+        if rtype == 0:
+            break
+        size = {1: 4, 2: 16}.get(rtype)
+        if size is None or len(value) <= size:
+            continue
+        try:
+            key = address_key(ipaddress.ip_address(value[:size]))
+        except ValueError:
+            continue
+        names = [n.decode("ascii", "replace").lower().rstrip(".") for n in value[size:].split(b"\0") if n]
+        out.setdefault(key, set()).update(names)
+    return out
