@@ -14,6 +14,7 @@ from nospy.findings import Target
 from nospy.traffic.geo import TorGeolocator
 from nospy.traffic.rules import TrafficSource, host_matches
 from nospy.verify import check
+from traffic_tools import v5_datagram, write_mmdb
 
 BASE = {"nospy": 1, "id": "t", "title": "t", "vendor": "v", "customer": "c"}
 
@@ -119,4 +120,46 @@ def test_cli_traffic_json_and_check(shared: Path, tmp_path: Path, capsys: pytest
         "checked_by": [f"traffic:{capture}"],
     }
     assert run(["traffic", str(tmp_path / "a.yaml")]) == 2  # not a capture
+    capsys.readouterr()
+
+
+def test_dns_from_one_capture_names_flows_in_another(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Suricata's DNS answers name the address that the NetFlow records only know by number."""
+    eve = tmp_path / "eve.json"
+    eve.write_text(
+        json.dumps(
+            {
+                "event_type": "dns",
+                "dns": {"answers": [{"rrname": "update.acme.example", "rrtype": "A", "rdata": "13.232.1.1"}]},
+            }
+        )
+        + "\n"
+    )
+    nf = tmp_path / "flows.v5"
+    nf.write_bytes(v5_datagram([("10.0.0.1", "13.232.1.1", 40000, 443, 6, 10, 5000)]))
+    (tmp_path / "a.yaml").write_text(
+        "nospy: 1\nid: t\ntitle: t\nvendor: v\ncustomer: c\ndata: {countries: [IN]}\n"
+        "endpoints: [{host: update.acme.example, port: 443, protocol: tcp}]\n"
+    )
+    args = ["check", str(tmp_path / "a.yaml"), "--traffic", str(nf), "--traffic", str(eve), "--format", "json"]
+    assert run(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(v["clause"], v["status"]) for v in report["verdicts"]] == [
+        ("backdoors", "not-checked"),
+        ("endpoints", "pass"),
+        ("data", "pass"),
+    ]
+    assert run(["check", str(tmp_path / "a.yaml"), "--traffic", str(nf), "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["findings"][0]["rule"] == "traffic.undeclared-endpoint"
+
+
+def test_cli_geoip_mmdb(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "c.mmdb"
+    write_mmdb(db, [("18.232.0.0/14", {"country": {"iso_code": "IN"}})])
+    capture = str(shared / "traffic" / "zeek_redis_django-cloud.pcapng")
+    assert run(["traffic", capture, "--geoip", str(db), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["geolocation"]["name"].startswith("nospy-test-country")
+    assert out["summary"]["by_country"][0]["country"] == "IN"
+    assert run(["traffic", capture, "--geoip", str(tmp_path / "missing.mmdb")]) == 2
     capsys.readouterr()

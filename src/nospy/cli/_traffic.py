@@ -24,7 +24,7 @@ from nospy.traffic.geo import Geolocator, open_geolocator
 from nospy.traffic.interface import Capture
 from nospy.traffic.parquet import flows_table, write_parquet
 from nospy.traffic.read import read_capture
-from nospy.traffic.rules import TrafficSource, evaluate
+from nospy.traffic.rules import Captures, TrafficSource, evaluate
 
 
 class TrafficFormat(StrEnum):
@@ -48,7 +48,8 @@ def sources(paths: list[Path], mmdb: Path | None, local: list[str]) -> list[Traf
     """The evidence sources ``nospy check --traffic`` adds, one per capture."""
     geo = geolocator_factory(mmdb)
     nets = parse_networks(local)
-    return [TrafficSource(p, geo, nets) for p in paths]
+    captures = Captures(paths)
+    return [TrafficSource(p, geo, nets, captures) for p in paths]
 
 
 def traffic(  # noqa: PLR0917 - typer passes options as parameters

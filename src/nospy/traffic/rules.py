@@ -25,13 +25,14 @@ from nospy.agreement import Agreement
 from nospy.agreement.schema import Clause, Endpoint, Protocol
 from nospy.findings import ErrorEntry, Finding, Source
 from nospy.traffic.aggregate import Egress, aggregate, summarise
+from nospy.traffic.dns import merge_names
 from nospy.traffic.flows import Network, address, in_networks
 from nospy.traffic.geo import Geolocator, code_text, status_of
-from nospy.traffic.interface import Capture, Names
+from nospy.traffic.interface import Capture, Names, TrafficError
 from nospy.traffic.read import read_capture
 from nospy.verify import Progress, SourceResult
 
-__all__ = ["EVIDENCE_FLOWS", "TrafficSource", "evaluate", "host_matches"]
+__all__ = ["EVIDENCE_FLOWS", "Captures", "TrafficSource", "evaluate", "host_matches"]
 
 EVIDENCE_FLOWS = 20  # flows itemised per finding; the totals cover all of them
 
@@ -88,6 +89,7 @@ def evaluate(
     checked: set[Clause] = set()
     db = geo.describe().model_dump(mode="json")
     by_dest = np.argsort(e.flow_dest, kind="stable")
+    biggest_first = [int(i) for i in np.argsort(-e.bytes.astype(np.int64), kind="stable")]
     bounds = np.searchsorted(e.flow_dest[by_dest], np.arange(e.hi.size + 1))
 
     def base(i: int, rows: npt.NDArray[np.intp]) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def evaluate(
     if agreement.data is not None:
         checked.add(Clause.DATA)
         allowed = frozenset(agreement.data.countries)
-        for i in range(e.hi.size):
+        for i in biggest_first:
             code = int(e.code[i])
             if status_of(code).value == "country" and code_text(code) in allowed:
                 continue
@@ -127,7 +129,7 @@ def evaluate(
     if agreement.endpoints is not None:
         checked.add(Clause.ENDPOINTS)
         covered = _declared(e, names, agreement.endpoints)
-        for i in range(e.hi.size):
+        for i in biggest_first:
             rows = by_dest[bounds[i] : bounds[i + 1]]
             rows = rows[~covered[rows]]
             if rows.size == 0:
@@ -157,28 +159,65 @@ def _sha256(path: Path) -> str | None:
     return h.hexdigest()
 
 
+class Captures:
+    """The captures of one check, each read once. DNS answers in any of them name the addresses in all
+    of them: a pcap with the DNS traffic of the day names the destinations of that day's NetFlow."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self._read: dict[Path, Capture | TrafficError] = {}
+
+    def get(self, path: Path) -> Capture:
+        if path not in self._read:
+            try:
+                self._read[path] = read_capture(path)
+            except TrafficError as exc:
+                self._read[path] = exc
+        got = self._read[path]
+        if isinstance(got, TrafficError):
+            raise got
+        return got
+
+    def names(self) -> Names:
+        parts = []
+        for path in self.paths:
+            try:
+                parts.append({k: set(v) for k, v in self.get(path).names.items()})
+            except TrafficError:
+                continue  # reported by that capture's own source
+        return merge_names(parts)
+
+
 class TrafficSource:
     """A capture or flow log as evidence for ``nospy check`` (the `nospy.verify.EvidenceSource` plug-in)."""
 
-    def __init__(self, path: Path, geolocator: Callable[[], Geolocator], local: Sequence[Network] = ()) -> None:
+    def __init__(
+        self,
+        path: Path,
+        geolocator: Callable[[], Geolocator],
+        local: Sequence[Network] = (),
+        captures: Captures | None = None,
+    ) -> None:
         self.path = path
         self._geo = geolocator
         self.local = list(local)
+        self.captures = captures or Captures([path])
 
     @property
     def label(self) -> str:
         return f"traffic:{self.path}"
 
     def collect(self, agreement: Agreement | None, progress: Progress) -> SourceResult:
-        capture: Capture = read_capture(self.path)
+        capture = self.captures.get(self.path)
+        names = self.captures.names()
         progress(f"{self.label}: {capture.format}, {capture.records} records, {len(capture.flows)} flows")
         geo = self._geo()
         egress = aggregate(capture.flows, geo, self.local)
-        summary = summarise(capture.flows, egress, capture.names, geo)
+        summary = summarise(capture.flows, egress, names, geo)
         findings: list[Finding] = []
         checked: set[Clause] = set()
         if agreement is not None:
-            findings, checked = evaluate(self.label, egress, capture.names, geo, agreement)
+            findings, checked = evaluate(self.label, egress, names, geo, agreement)
         inventory = summary.model_dump(mode="json")
         inventory["format"] = capture.format
         inventory["by_destination"] = inventory["by_destination"][:200]
