@@ -56,7 +56,13 @@ def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
     return target
 
 
+def traffic_any(data: bytes) -> None:
+    """Detection by content, with gzip-compressed input first decompressed."""
+    traffic_read.read_bytes(data)
+
+
 TRAFFIC_TARGETS = {f"traffic_{r.NAME.replace('-', '_')}": _traffic(r) for r in traffic_read.READERS}
+TRAFFIC_TARGETS["traffic_any"] = traffic_any
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -15,6 +15,7 @@ from nospy.errors import NospyError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import contextlib
+import gzip
 
 import targets
 
@@ -33,6 +34,7 @@ _T5 = flow_template(256, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 
 _R5 = bytes(range(25))
 
 SEEDS = {
+    "traffic_any": gzip.compress(b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12])),
     "traffic_pcap": _sample("zeek_wikipedia.pcap", 3000),
     "traffic_pcapng": _sample("zeek_redis_django-cloud.pcapng", 3000),
     "traffic_netflow_v5": v5_datagram([("10.0.0.1", "13.232.0.1", 1000, 443, 6, 7, 700)] * 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import struct
@@ -84,6 +85,11 @@ def test_pcap_big_endian_and_nanoseconds(shared: Path, tmp_path: Path) -> None:
     assert nano.read_bytes()[:4] == b"\x4d\x3c\xb2\xa1"
     ns = read_capture(nano)
     assert list(ns.flows.first) == list(reference.flows.first)
+    # and as pcapng, whose interface then says if_tsresol = 9
+    ng = tmp_path / "nano.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(nano), str(ng)], check=True)
+    assert b"\x09\x00\x01\x00\x09" in ng.read_bytes()[:200]
+    assert list(read_capture(ng).flows.first) == list(reference.flows.first)
 
 
 def test_pcap_truncated_keeps_readable_part(shared: Path) -> None:
@@ -315,3 +321,15 @@ def test_pcapng_name_resolution_block_names_addresses(shared: Path) -> None:
     cap = read_bytes(data[:at] + _nrb("18.234.186.95", "Redis.Acme.Example") + data[at:])
     assert cap.records == 474 and cap.errors == ()
     assert names_of(cap) == {"18.234.186.95": {"redis.acme.example"}}
+
+
+def test_gzip_compressed_inputs(shared: Path) -> None:
+    log = (shared / "traffic" / "zat_conn.log").read_bytes()
+    plain = read_bytes(log)
+    packed = read_bytes(gzip.compress(log))
+    assert packed.format == "zeek-conn" and packed.errors == ()
+    assert as_counter(packed.flows) == as_counter(plain.flows)
+    pcap = (shared / "traffic" / "zeek_wikipedia.pcap").read_bytes()
+    cut = read_bytes(gzip.compress(pcap)[:-4000])
+    assert 0 < cut.records < 136
+    assert any("cut off" in e.message for e in cut.errors)

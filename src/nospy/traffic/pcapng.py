@@ -115,12 +115,18 @@ def _walk(
                     break
                 if code == 9 and olen >= 1:
                     r = buf[q + 4]
+                    # picoseconds are fine; units per second beyond int64 are not a clock
+                    if (r & 0x80 and (r & 0x7F) > 62) or (not r & 0x80 and r > 18):
+                        why = 1
+                        break
                     units[nif] = 2.0 ** (r & 0x7F) if r & 0x80 else 10.0**r
                 elif code == 14 and olen >= 8:
                     hi = _u32(buf, q + 4, big)
                     lo = _u32(buf, q + 8, big)
                     tsoff[nif] = (hi << 32) | lo if big else (lo << 32) | hi
                 q += 4 + ((olen + 3) & ~3)
+            if why:
+                break
             nif += 1
         elif btype in (2, 3, 6):
             if btype == 3:
