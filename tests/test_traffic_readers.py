@@ -333,3 +333,11 @@ def test_gzip_compressed_inputs(shared: Path) -> None:
     cut = read_bytes(gzip.compress(pcap)[:-4000])
     assert 0 < cut.records < 136
     assert any("cut off" in e.message for e in cut.errors)
+
+
+def test_unknown_link_type_is_reported(shared: Path) -> None:
+    data = bytearray((shared / "traffic" / "zeek_wikipedia.pcap").read_bytes())
+    data[20:24] = struct.pack("<I", 147)  # LINKTYPE_USER0
+    cap = read_bytes(bytes(data))
+    assert cap.records == 136 and len(cap.flows) == 0
+    assert cap.errors[0].location == "link type 147"

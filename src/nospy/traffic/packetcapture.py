@@ -13,7 +13,7 @@ from nospy.traffic.dns import merge_names, parse_response
 from nospy.traffic.export import decode_exports
 from nospy.traffic.flows import Flows
 from nospy.traffic.interface import Buffer, Capture, DamageNote
-from nospy.traffic.packets import PacketFlows
+from nospy.traffic.packets import LINKTYPES, PacketFlows
 
 __all__ = ["capture_from_packets"]
 
@@ -34,6 +34,10 @@ def capture_from_packets(
             names.append(parse_response(msg[2:]))
 
     notes = list(errors)
+    linktypes = detail.get("linktypes", [])
+    for lt in linktypes if isinstance(linktypes, list) else []:
+        if lt not in LINKTYPES:
+            notes.append(DamageNote(f"link type {lt}", "not decoded: its packets count as non-IP"))
     cand = np.flatnonzero(udp & (it.payload_len >= 20))
     if cand.size:
         cand = cand[(buf[it.payload[cand]] == 0) & np.isin(buf[it.payload[cand] + 1], (5, 9, 10))]
