@@ -13,6 +13,7 @@ from nospy import dsse, keys
 from nospy.agreement import from_payload
 from nospy.agreement.load import parse_yaml
 from nospy.traffic import read as traffic_read
+from nospy.traffic.dns import parse_response
 from nospy.traffic.interface import Reader
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
@@ -56,6 +57,10 @@ def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
     return target
 
 
+def traffic_dns_response(data: bytes) -> None:
+    parse_response(data)
+
+
 def traffic_any(data: bytes) -> None:
     """Detection by content, with gzip-compressed input first decompressed."""
     traffic_read.read_bytes(data)
@@ -63,6 +68,7 @@ def traffic_any(data: bytes) -> None:
 
 TRAFFIC_TARGETS = {f"traffic_{r.NAME.replace('-', '_')}": _traffic(r) for r in traffic_read.READERS}
 TRAFFIC_TARGETS["traffic_any"] = traffic_any
+TRAFFIC_TARGETS["traffic_dns_response"] = traffic_dns_response
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

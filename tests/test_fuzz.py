@@ -34,6 +34,10 @@ _T5 = flow_template(256, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 
 _R5 = bytes(range(25))
 
 SEEDS = {
+    "traffic_dns_response": bytes.fromhex("abcd81800001000200000000")
+    + b"\x03www\x07example\x00\x00\x01\x00\x01"
+    + b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x06\x03cdn\xc0\x10"
+    + b"\xc0\x29\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0d\xe8\x00\x01",
     "traffic_any": gzip.compress(b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12])),
     "traffic_pcap": _sample("zeek_wikipedia.pcap", 3000),
     "traffic_pcapng": _sample("zeek_redis_django-cloud.pcapng", 3000),
