@@ -341,3 +341,47 @@ def test_unknown_link_type_is_reported(shared: Path) -> None:
     cap = read_bytes(bytes(data))
     assert cap.records == 136 and len(cap.flows) == 0
     assert cap.errors[0].location == "link type 147"
+
+
+def _swap_pcapng(data: bytes) -> bytes:
+    """The same pcapng written by a big-endian host: block headers, IDB and EPB fields and options swapped."""
+    out = bytearray()
+    p = 0
+    while p + 12 <= len(data):
+        btype, blen = struct.unpack("<II", data[p : p + 8])
+        body = bytearray(data[p + 8 : p + blen - 4])
+        opts = -1
+        if btype == 0x0A0D0D0A:
+            body[0:8] = struct.pack(">IHH", *struct.unpack("<IHH", body[0:8]))
+            body[8:16] = struct.pack(">q", *struct.unpack("<q", body[8:16]))
+            opts = 16
+        elif btype == 1:
+            body[0:8] = struct.pack(">HHI", *struct.unpack("<HHI", body[0:8]))
+            opts = 8
+        elif btype == 6:
+            iface, hi, lo, cap, orig = struct.unpack("<IIIII", body[0:20])
+            body[0:20] = struct.pack(">IIIII", iface, hi, lo, cap, orig)
+            opts = 20 + cap + (-cap % 4)
+        q = opts
+        while q >= 0 and q + 4 <= len(body):
+            code, olen = struct.unpack("<HH", body[q : q + 4])
+            body[q : q + 4] = struct.pack(">HH", code, olen)
+            if code in (14,) and olen == 8:  # if_tsoffset, a 64-bit number
+                body[q + 4 : q + 12] = struct.pack(">q", *struct.unpack("<q", body[q + 4 : q + 12]))
+            if code == 0:
+                break
+            q += 4 + olen + (-olen % 4)
+        out += struct.pack(">II", btype, blen) + body + struct.pack(">I", blen)
+        p += blen
+    return bytes(out)
+
+
+def test_pcapng_big_endian(shared: Path) -> None:
+    data = (shared / "traffic" / "zeek_redis_django-cloud.pcapng").read_bytes()
+    big = _swap_pcapng(data)
+    assert big[8:12] == b"\x1a\x2b\x3c\x4d"
+    little = read_bytes(data)
+    cap = read_bytes(big)
+    assert cap.errors == () and cap.records == 474
+    assert as_counter(cap.flows) == as_counter(little.flows)
+    assert list(cap.flows.first) == list(little.flows.first)
