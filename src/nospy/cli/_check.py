@@ -9,27 +9,35 @@ import typer
 
 from nospy import agreement as agr
 from nospy._fileio import write_atomic
-from nospy.cli import _traffic
 from nospy.cli._common import err_console
+from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Target
 from nospy.keys import read_verifier_key
 from nospy.report import Format, render
-from nospy.verify import EvidenceSource
 from nospy.verify import check as run_check
 
 
-def check(  # noqa: PLR0917 - typer passes options as parameters
+def check(  # noqa: PLR0917 - typer passes every option as a parameter
     agreement: Path = typer.Argument(..., help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
     ),
-    fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write the report here (default: standard output)."
+    inventory: list[Path] = typer.Option(
+        [], "--inventory", help="Network inventory: NetBox CSV export or API JSON, plain CSV or YAML (repeatable)."
+    ),
+    zones: Path | None = typer.Option(None, "--zones", help="Zones file mapping the inventory's roles/sites/tags."),
+    infrastructure: list[Path] = typer.Option(
+        [],
+        "--infrastructure",
+        help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
     traffic: list[Path] = typer.Option([], "--traffic", help="A capture or flow log (pcap, NetFlow, Zeek ...)."),
     traffic_local: list[str] = typer.Option([], "--traffic-local", help="CIDR of the customer's own network."),
     geoip: Path | None = typer.Option(None, "--geoip", help="MaxMind DB file for --traffic (default tor-geoipdb)."),
+    fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report here (default: standard output)."
+    ),
 ) -> None:
     """Check equipment against an agreement: one verdict per clause (exit 0 all pass, 1 a clause fails)."""
     signed_by: list[str] = []
@@ -42,8 +50,10 @@ def check(  # noqa: PLR0917 - typer passes options as parameters
         err_console.print(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
-    sources: list[EvidenceSource] = []
-    sources += _traffic.sources(traffic, geoip, traffic_local)
+    sources = build_sources(
+        {"inventory": inventory, "infrastructure": infrastructure, "traffic": traffic},
+        SourceOptions(zones=zones, geoip=geoip, traffic_local=tuple(traffic_local)),
+    )
     report = run_check(
         parsed,
         sources,

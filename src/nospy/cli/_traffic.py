@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import json
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -15,41 +12,20 @@ from rich.table import Table
 
 from nospy import agreement as agr
 from nospy.cli._common import console, err_console
-from nospy.errors import InputError
 from nospy.findings import Finding, Severity
 from nospy.traffic.aggregate import Summary, aggregate, summarise
 from nospy.traffic.dns import merge_names
-from nospy.traffic.flows import Flows, Network
-from nospy.traffic.geo import Geolocator, open_geolocator
+from nospy.traffic.flows import Flows
+from nospy.traffic.geo import open_geolocator
 from nospy.traffic.interface import Capture
 from nospy.traffic.parquet import flows_table, write_parquet
 from nospy.traffic.read import read_capture
-from nospy.traffic.rules import Captures, TrafficSource, evaluate
+from nospy.traffic.rules import evaluate, parse_networks
 
 
 class TrafficFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
-
-
-def parse_networks(values: list[str]) -> list[Network]:
-    try:
-        return [ipaddress.ip_network(v, strict=False) for v in values]
-    except ValueError as exc:
-        raise InputError(f"--local: {exc}") from None
-
-
-def geolocator_factory(mmdb: Path | None) -> Callable[[], Geolocator]:
-    """Load the database once, when the first capture needs it."""
-    return functools.cache(lambda: open_geolocator(mmdb))
-
-
-def sources(paths: list[Path], mmdb: Path | None, local: list[str]) -> list[TrafficSource]:
-    """The evidence sources ``nospy check --traffic`` adds, one per capture."""
-    geo = geolocator_factory(mmdb)
-    nets = parse_networks(local)
-    captures = Captures(paths)
-    return [TrafficSource(p, geo, nets, captures) for p in paths]
 
 
 def traffic(  # noqa: PLR0917 - typer passes options as parameters

@@ -12,6 +12,7 @@ names, the country and the geolocation database's name and date.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
@@ -23,16 +24,25 @@ import numpy.typing as npt
 
 from nospy.agreement import Agreement
 from nospy.agreement.schema import Clause, Endpoint, Protocol
+from nospy.errors import InputError
 from nospy.findings import ErrorEntry, Finding, Source
 from nospy.traffic.aggregate import Egress, aggregate, summarise
 from nospy.traffic.dns import merge_names
 from nospy.traffic.flows import Network, address, in_networks
-from nospy.traffic.geo import Geolocator, code_text, status_of
+from nospy.traffic.geo import Geolocator, code_text, open_geolocator, status_of
 from nospy.traffic.interface import Capture, Names, TrafficError
 from nospy.traffic.read import read_capture
 from nospy.verify import Progress, SourceResult
 
-__all__ = ["EVIDENCE_FLOWS", "Captures", "TrafficSource", "evaluate", "host_matches"]
+__all__ = [
+    "EVIDENCE_FLOWS",
+    "Captures",
+    "TrafficSource",
+    "evaluate",
+    "host_matches",
+    "parse_networks",
+    "sources_for",
+]
 
 EVIDENCE_FLOWS = 20  # flows itemised per finding; the totals cover all of them
 
@@ -228,3 +238,22 @@ class TrafficSource:
             errors=[ErrorEntry(source=self.label, location=n.location, message=n.message) for n in capture.errors],
             inventory=inventory,
         )
+
+
+def parse_networks(values: Sequence[str]) -> list[Network]:
+    """The customer's own networks, from CIDR text."""
+    try:
+        return [ipaddress.ip_network(v, strict=False) for v in values]
+    except ValueError as exc:
+        raise InputError(f"local network: {exc}") from None
+
+
+def sources_for(paths: Sequence[Path], mmdb: Path | None, local: Sequence[str]) -> list[TrafficSource]:
+    """The evidence sources for ``nospy check --traffic``, one per capture (see `nospy.evidence`).
+
+    The geolocation database is loaded once, when the first capture needs it.
+    """
+    geo = functools.cache(lambda: open_geolocator(mmdb))
+    nets = parse_networks(local)
+    captures = Captures(paths)
+    return [TrafficSource(p, geo, nets, captures) for p in paths]
