@@ -14,6 +14,7 @@ from nospy.findings import Target
 from nospy.traffic.geo import TorGeolocator
 from nospy.traffic.rules import TrafficSource, host_matches
 from nospy.verify import check
+from serverlib import EXAMPLE_AGREEMENT, new_token, running, submit, wait_finished
 from traffic_tools import v5_datagram, write_mmdb
 
 BASE = {"nospy": 1, "id": "t", "title": "t", "vendor": "v", "customer": "c"}
@@ -163,3 +164,20 @@ def test_cli_geoip_mmdb(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert out["summary"]["by_country"][0]["country"] == "IN"
     assert run(["traffic", capture, "--geoip", str(tmp_path / "missing.mmdb")]) == 2
     capsys.readouterr()
+
+
+def test_served_check_with_a_capture(shared: Path, tmp_path: Path) -> None:
+    """`nospy serve` takes a capture as traffic evidence, through the same evidence sources as `check`."""
+    pcapng = (shared / "traffic" / "zeek_redis_django-cloud.pcapng").read_bytes()
+    with running(tmp_path / "serve") as server:
+        token = new_token(server.data, "traffic-tests")
+        files = [
+            ("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes())),
+            ("traffic", ("django.pcapng", pcapng)),
+        ]
+        r = submit(server.url, token, files)
+        assert r.status_code == 202, r.text
+        done = wait_finished(server.url, r.json()["id"])
+    assert done["state"] == "done", done
+    verdicts = {v["clause"]: v["status"] for v in done["verdicts"]}
+    assert verdicts["data"] == "fail" and verdicts["endpoints"] == "fail"
