@@ -44,7 +44,7 @@ def tcpdump(out: Path, bpf: str, iface: str = "lo", linktype: str | None = None)
                 break
         if "listening" not in seen[-1]:
             pytest.fail(f"tcpdump did not start: {seen}")
-        time.sleep(0.5)  # on "any" the socket filter is attached per interface after the banner
+        time.sleep(1.0)  # on "any" the socket filter is attached per interface after the banner
         yield
         time.sleep(0.3)
     finally:
@@ -61,12 +61,25 @@ def nfcapd(directory: Path, port: int) -> Iterator[None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.5)
+        _wait_udp_bound(port, proc)
         yield
         time.sleep(0.5)
     finally:
         proc.terminate()  # nfcapd writes its file when it ends
         proc.wait(timeout=10)
+
+
+def _wait_udp_bound(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Wait until some socket listens on 127.0.0.1:port (read from /proc, so as not to race for it)."""
+    want = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"nfcapd ended with {proc.returncode}")
+        if any(line.split()[1] == want for line in Path("/proc/net/udp").read_text().splitlines()[1:]):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"nfcapd did not bind 127.0.0.1:{port}")
 
 
 def softflowd_export(pcap: Path, port: int, version: int) -> None:
