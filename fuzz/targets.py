@@ -20,6 +20,9 @@ from nospy.deployment.residency import check_residency
 from nospy.ledger import checkpoint as ledger_checkpoint
 from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
+from nospy.traffic import read as traffic_read
+from nospy.traffic.dns import parse_response
+from nospy.traffic.interface import Reader
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
@@ -58,6 +61,29 @@ def signing_key(data: bytes) -> None:
 
 def signed_note(data: bytes) -> None:
     keys.open_note(data, [_VKEY])
+
+
+def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
+    def target(data: bytes) -> None:
+        import numpy as np
+
+        reader().read(np.frombuffer(data, dtype=np.uint8))
+
+    return target
+
+
+def traffic_dns_response(data: bytes) -> None:
+    parse_response(data)
+
+
+def traffic_any(data: bytes) -> None:
+    """Detection by content, with gzip-compressed input first decompressed."""
+    traffic_read.read_bytes(data)
+
+
+TRAFFIC_TARGETS = {f"traffic_{r.NAME.replace('-', '_')}": _traffic(r) for r in traffic_read.READERS}
+TRAFFIC_TARGETS["traffic_any"] = traffic_any
+TRAFFIC_TARGETS["traffic_dns_response"] = traffic_dns_response
 
 
 def _inventory(data: bytes, name: str) -> None:
@@ -184,6 +210,7 @@ def firmware_strings(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    **TRAFFIC_TARGETS,
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
     "dsse_envelope": dsse_envelope,

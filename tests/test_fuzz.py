@@ -15,8 +15,23 @@ from nospy.errors import NospyError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import contextlib
+import gzip
 
 import targets
+
+from traffic_tools import ipfix_message, v5_datagram, v9_packet
+from traffic_tools import template as flow_template
+
+_TRAFFIC = Path(__file__).resolve().parents[2] / "shared" / "traffic"
+
+
+def _sample(name: str, size: int) -> bytes:
+    path = _TRAFFIC / name
+    return path.read_bytes()[:size] if path.exists() else b""
+
+
+_T5 = flow_template(256, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4), (22, 4), (21, 4)])
+_R5 = bytes(range(25))
 
 _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _DEPLOYMENT = Path(__file__).resolve().parent / "data" / "deployment"
@@ -29,6 +44,25 @@ _FIRMWARE_KEY = (
 )
 
 SEEDS = {
+    "traffic_dns_response": bytes.fromhex("abcd81800001000200000000")
+    + b"\x03www\x07example\x00\x00\x01\x00\x01"
+    + b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x06\x03cdn\xc0\x10"
+    + b"\xc0\x29\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0d\xe8\x00\x01",
+    "traffic_any": gzip.compress(b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12])),
+    "traffic_pcap": _sample("zeek_wikipedia.pcap", 3000),
+    "traffic_pcapng": _sample("zeek_redis_django-cloud.pcapng", 3000),
+    "traffic_netflow_v5": v5_datagram([("10.0.0.1", "13.232.0.1", 1000, 443, 6, 7, 700)] * 2),
+    "traffic_netflow_v9": v9_packet([(0, _T5), (256, _R5 * 2)]),
+    "traffic_ipfix": ipfix_message([(2, flow_template(256, [(8, 4), (12, 4), (96, 0xFFFF), (1, 4)]))])
+    + ipfix_message([(256, b"\x0a\0\0\x01\x0d\xe8\0\x01\x02hi\0\0\0\x05" * 2)]),
+    "traffic_zeek_conn": b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12]),
+    "traffic_zeek_conn_json": b'{"ts":1.5,"id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"13.232.0.1","id.resp_p":443,'
+    b'"proto":"tcp","orig_pkts":2,"orig_ip_bytes":100,"resp_pkts":1,"resp_ip_bytes":60}\n',
+    "traffic_suricata_eve": b'{"event_type":"flow","src_ip":"10.0.0.2","dest_ip":"13.232.1.1","src_port":1,"dest_port":443,'
+    b'"proto":"TCP","flow":{"pkts_toserver":1,"bytes_toserver":60,"start":"2024-01-01T00:00:00+0000"}}\n'
+    b'{"event_type":"dns","dns":{"answers":[{"rrname":"a.example","rrtype":"A","rdata":"13.232.1.1"}]}}\n',
+    "traffic_nfdump_csv": b"ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt\n"
+    b"2024-01-01 00:00:00,2024-01-01 00:00:01,1.0,10.0.0.1,13.232.0.1,1,443,TCP,......,0,0,2,100,0,0\nSummary\n",
     "agreement_yaml": template().encode(),
     "agreement_payload": b'{"nospy":1,"id":"a","title":"t","vendor":"v","customer":"c","services":[{"name":"s","port":22}]}',
     "dsse_envelope": b'{"payload":"e30=","payloadType":"t","signatures":[{"keyid":"k","sig":"AAAA"}]}',

@@ -34,6 +34,9 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
         "--infrastructure",
         help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
+    traffic: list[Path] = typer.Option([], "--traffic", help="A capture or flow log (pcap, NetFlow, Zeek ...)."),
+    traffic_local: list[str] = typer.Option([], "--traffic-local", help="CIDR of the customer's own network."),
+    geoip: Path | None = typer.Option(None, "--geoip", help="MaxMind DB file for --traffic (default tor-geoipdb)."),
     log: str | None = typer.Option(
         None, "--log", help="Transparency log (folder or URL) that must hold every --firmware image's release."
     ),
@@ -55,8 +58,14 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
     sources = build_sources(
-        {"firmware": firmware, "inventory": inventory, "infrastructure": infrastructure},
-        SourceOptions(zones=zones, log=log, log_key=read_verifier_key(log_key) if log_key is not None else None),
+        {"firmware": firmware, "inventory": inventory, "infrastructure": infrastructure, "traffic": traffic},
+        SourceOptions(
+            zones=zones,
+            log=log,
+            log_key=read_verifier_key(log_key) if log_key is not None else None,
+            geoip=geoip,
+            traffic_local=tuple(traffic_local),
+        ),
     )
     report = run_check(
         parsed,
