@@ -115,7 +115,13 @@ def traffic_source() -> FixedSource:
                     evidence={"host": "telemetry.vendor.example", "flows": flows[:1]},
                 ),
             ],
-            inventory={"egress_by_country": {"IN": 52_000_000, "SG": 913_545, "US": 4_000}},
+            inventory={
+                "by_country": [
+                    {"country": "IN", "status": "country", "bytes": 52_000_000},
+                    {"country": "SG", "status": "country", "bytes": 913_545},
+                    {"country": "US", "status": "country", "bytes": 4_000},
+                ]
+            },
         ),
     )
 
@@ -147,9 +153,9 @@ def deployment_source() -> FixedSource:
                 ),
             ],
             inventory={
-                "share_by_zone": {
-                    "access": {"vendor": 30, "total": 100, "percent": 30.0},
-                    "aggregation": {"vendor": 41, "total": 100},
+                "zones": {
+                    "access": {"devices": 100, "vendor_devices": 30, "vendor_share_percent": 30.0},
+                    "aggregation": {"devices": 100, "vendor_devices": 41},
                 }
             },
         ),

@@ -103,7 +103,15 @@ def test_charts_from_what_the_report_has() -> None:
 
 def test_malformed_inventory_is_ignored_by_charts() -> None:
     report = full_report().model_copy(
-        update={"inventory": {"x": {"egress_by_country": {"IN": "lots", "SG": -5}, "share_by_zone": {"a": 3}}, "y": 7}}
+        update={
+            "inventory": {
+                "x": {
+                    "by_country": [{"country": "IN", "bytes": "lots"}, {"country": "SG", "bytes": -5}, 3],
+                    "zones": {"a": 3},
+                },
+                "y": 7,
+            }
+        }
     )
     assert [c.id for c in html.charts(report)] == ["severity"]
 
@@ -136,3 +144,19 @@ def test_demo_ends_with_the_html_report(tmp_path: Path, examples: Path) -> None:
     text = result.report.read_text()
     assert 'id="verdict-placement"' in text and "acme.example+" in text and "bharat-telecom.example+" in text
     assert result.steps[-1].endswith(f"HTML report: {result.report}")
+
+
+def test_charts_from_real_traffic_and_inventory_sources(shared: Path, examples: Path) -> None:
+    """The chart inputs are what the traffic and deployment sources really produce."""
+    from nospy import agreement as agr
+    from nospy.evidence import SourceOptions, build_sources
+    from nospy.findings import Target
+    from nospy.verify import check
+
+    agreement = agr.load(examples / "agreement.yaml")
+    sources = build_sources(
+        {"traffic": [shared / "traffic" / "zeek_wikipedia.pcap"], "inventory": [examples / "devices.csv"]},
+        SourceOptions(zones=examples / "zones.yaml"),
+    )
+    report = check(agreement, sources, Target(path="a"))
+    assert {c.id for c in html.charts(report)} == {"severity", "egress", "share"}

@@ -9,12 +9,12 @@ as key/value tables, lists of mappings such as flow records or inventory rows as
 column per key). Charts are drawn from what the report holds:
 
 - findings by severity: always;
-- egress by country, when a source's inventory has
-  ``inventory[label]["egress_by_country"] = {country: bytes}`` (ISO 3166 alpha-2 code to bytes sent);
-  the sources' figures are added up;
-- vendor share by zone, when a source's inventory has
-  ``inventory[label]["share_by_zone"] = {zone: {"vendor": n, "total": n, "percent": p}}`` (``percent``
-  is optional: it is computed from ``vendor``/``total`` when missing); the agreement's
+- egress by country, from a traffic source's summary (`nospy.traffic.aggregate.Summary`):
+  ``inventory[label]["by_country"] = [{"country": "IN", "bytes": n, ...}, ...]``; the sources'
+  figures are added up;
+- vendor share by zone, from an inventory source's placement summary (`nospy.deployment.placement`):
+  ``inventory[label]["zones"] = {zone: {"devices": n, "vendor_devices": n, "vendor_share_percent": p}}``
+  (the percentage is computed from the counts when missing); the agreement's
   ``placement.max_share_percent`` is drawn as a limit line.
 
 Values of another shape are ignored by the charts (they still appear in the JSON report).
@@ -98,13 +98,13 @@ def _severity_chart(report: Report) -> Chart:
 def _egress_chart(report: Report) -> Chart | None:
     total: Counter[str] = Counter()
     for facts in report.inventory.values():
-        by_country = facts.get("egress_by_country") if isinstance(facts, dict) else None
-        if not isinstance(by_country, dict):
+        rows = facts.get("by_country") if isinstance(facts, dict) else None
+        if not isinstance(rows, list):
             continue
-        for country, value in by_country.items():
-            n = _number(value)
-            if n is not None:
-                total[str(country)] += int(n)
+        for row in rows:
+            n = _number(row.get("bytes")) if isinstance(row, dict) else None
+            if n is not None and isinstance(row.get("country"), str):
+                total[row["country"]] += int(n)
     if not total:
         return None
     allowed = set(_allowed_countries(report))
@@ -123,14 +123,14 @@ def _egress_chart(report: Report) -> Chart | None:
 def _share_chart(report: Report) -> Chart | None:
     rows: dict[str, float] = {}
     for facts in report.inventory.values():
-        by_zone = facts.get("share_by_zone") if isinstance(facts, dict) else None
+        by_zone = facts.get("zones") if isinstance(facts, dict) else None
         if not isinstance(by_zone, dict):
             continue
         for zone, entry in by_zone.items():
             if not isinstance(entry, dict):
                 continue
-            percent = _number(entry.get("percent"))
-            vendor, total = _number(entry.get("vendor")), _number(entry.get("total"))
+            percent = _number(entry.get("vendor_share_percent"))
+            vendor, total = _number(entry.get("vendor_devices")), _number(entry.get("devices"))
             if percent is None and vendor is not None and total:
                 percent = 100.0 * vendor / total
             if percent is not None:
