@@ -109,16 +109,17 @@ def _check_example_image(
         "firmware": [root],
         "inventory": [examples / "devices.csv"],
         "infrastructure": [examples / "plan.json"],
+        "traffic": [examples / "conn.log"],
     }
     report = check(
         agreement,
-        build_sources(evidence, SourceOptions(zones=examples / "zones.yaml")),
+        build_sources(evidence, SourceOptions(zones=examples / "zones.yaml", traffic_local=("10.20.0.0/16",))),
         Target(path=str(examples / "agreement.yaml")),
         signed_by,
     )
     write_atomic(out / "check.json", render(report, Format.JSON).encode())
     verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
-    step(f"check against firmware, inventory and Terraform plan: {verdicts}")
+    step(f"check against firmware, traffic, inventory and Terraform plan: {verdicts}")
     caught = [f for f in report.findings if f.path == EXAMPLE_BACKDOOR and f.rule == "service.shell-bind"]
     if caught:
         f = caught[0]
