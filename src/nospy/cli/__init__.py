@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _keys
+from nospy.cli import _agreement, _check, _demo, _keys, _ls
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -44,6 +44,7 @@ app.add_typer(_keys.app, name="keys")
 app.add_typer(_agreement.app, name="agreement")
 app.command("check")(_check.check)
 app.command("demo")(_demo.demo)
+app.command("ls")(_ls.ls)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

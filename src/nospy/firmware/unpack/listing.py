@@ -1,0 +1,116 @@
+"""The listing behind ``nospy ls``: every entry of an unpacked image with its content hash.
+
+The JSON form is stable (fields may be added, none renamed): ``image`` (path, size, sha256),
+``root`` (container chain of the filesystem shown at ``/``), ``entries`` and ``issues``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nospy.errors import NospyError
+from nospy.firmware.tree import EntryType, FileTree, TreeIssue
+
+__all__ = ["ListedEntry", "ListedImage", "ListedIssue", "Listing", "list_tree"]
+
+_TYPE_BITS = {
+    EntryType.FILE: stat.S_IFREG,
+    EntryType.DIR: stat.S_IFDIR,
+    EntryType.SYMLINK: stat.S_IFLNK,
+    EntryType.CHARDEV: stat.S_IFCHR,
+    EntryType.BLOCKDEV: stat.S_IFBLK,
+    EntryType.FIFO: stat.S_IFIFO,
+    EntryType.SOCKET: stat.S_IFSOCK,
+}
+_HASH_STEP = 1 << 20
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListedEntry(_Model):
+    path: str = Field(description="Absolute path as on the device (non-root parts under /@image/).")
+    type: EntryType
+    mode: str = Field(description="Permission bits in octal, with setuid/setgid/sticky, e.g. 4755.")
+    uid: int
+    gid: int
+    size: int = Field(description="Bytes of content (regular files and symlinks), else 0.")
+    sha256: str | None = Field(None, description="SHA-256 of a regular file's content; null if unreadable.")
+    link: str | None = Field(None, description="Symlink target as stored.")
+    chain: str = Field(description="Container chain of the filesystem holding the entry.")
+    location: str = Field(description="chain!path: where the evidence lies.")
+
+    @property
+    def filemode(self) -> str:
+        return stat.filemode(_TYPE_BITS[self.type] | int(self.mode, 8))
+
+
+class ListedIssue(_Model):
+    chain: str
+    offset: int | None = Field(description="Byte offset inside the last container of the chain, if known.")
+    message: str
+
+
+class ListedImage(_Model):
+    path: str
+    size: int
+    sha256: str
+
+
+class Listing(_Model):
+    image: ListedImage
+    root: str | None = Field(description="Container chain of the filesystem shown at /, if one was recognised.")
+    entries: list[ListedEntry]
+    issues: list[ListedIssue]
+
+
+def _digest(tree: FileTree, path: str) -> str:
+    h = hashlib.sha256()
+    with tree.open(path) as fh:
+        while block := fh.read(_HASH_STEP):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def list_tree(tree: FileTree, image: Path, root: str | None = None) -> Listing:
+    """Every entry of ``tree``, regular files hashed; a file that cannot be read becomes an issue."""
+    entries = []
+    issues = [ListedIssue(chain=i.chain, offset=i.offset, message=i.message) for i in tree.issues]
+    for e in tree.entries():
+        digest = None
+        if e.type is EntryType.FILE:
+            try:
+                digest = _digest(tree, e.path)
+            except NospyError as exc:
+                issue = TreeIssue(e.chain, None, f"{e.path}: {exc}")
+                issues.append(ListedIssue(chain=issue.chain, offset=None, message=issue.message))
+        entries.append(
+            ListedEntry(
+                path=e.path,
+                type=e.type,
+                mode=f"{e.mode:04o}",
+                uid=e.uid,
+                gid=e.gid,
+                size=e.size,
+                sha256=digest,
+                link=e.link,
+                chain=e.chain,
+                location=e.location,
+            )
+        )
+    return Listing(
+        image=ListedImage(path=str(image), size=image.stat().st_size, sha256=_file_digest(image)),
+        root=root,
+        entries=entries,
+        issues=issues,
+    )
