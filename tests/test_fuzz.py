@@ -26,6 +26,10 @@ SEEDS = {
     "signing_key": b"PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
 }
+# the unpacker's handlers: one tiny image per format, built by tests/data/fuzz/make.sh
+_UNPACK_SEEDS = Path(__file__).parent / "data" / "fuzz"
+SEEDS |= {f"unpack_{p.stem}": p.read_bytes() for p in _UNPACK_SEEDS.glob("*.bin") if p.stem != "jffs2-be"}
+SEEDS["unpack_image"] = (_UNPACK_SEEDS / "tplink.bin").read_bytes() + (_UNPACK_SEEDS / "jffs2-be.bin").read_bytes()
 
 
 def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:

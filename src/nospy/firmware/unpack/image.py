@@ -49,6 +49,7 @@ _MIN_ROOT_SCORE = 3
 # A handler that fails this often in one container is not asked there again (a damaged UBI image
 # would otherwise be tried at each of its thousands of erase blocks).
 _MAX_FAILURES = 3
+_ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +256,8 @@ def watchdog(seconds: float) -> Iterator[None]:
 
     The budget's own time checks cover nospy's loops; a library looping inside itself is only stopped
     by a signal. Signals reach the main thread only, so elsewhere the budget checks are all there is.
+    The alarm repeats: a library that swallows the first exception (``except Exception``) gets
+    another until control is back here.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -264,7 +267,7 @@ def watchdog(seconds: float) -> Iterator[None]:
         raise LimitError(f"time limit of {seconds:g} s reached")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
     try:
         yield
     finally:

@@ -1,5 +1,7 @@
 """Boot-loader and vendor headers that wrap a kernel and a root filesystem.
 
+References:
+
 - uImage (legacy): U-Boot's ``include/image.h`` (``struct legacy_img_hdr``, 64 bytes, big-endian,
   header CRC32 over the header with ``ih_hcrc`` zeroed); multi-file images (type 4) hold a zero-ended
   table of 32-bit sizes, each image padded to 4 bytes.
@@ -202,8 +204,8 @@ class Fit(Handler):
             else:
                 ctx.issue(offset, f"fit: image {name} has no data")
                 continue
-            if offset + start + size > len(data):
-                ctx.issue(offset, f"fit: image {name} lies past the end of the file")
+            if offset + start + size > len(data) or start < hdr.totalsize:
+                ctx.issue(offset, f"fit: image {name} lies outside the file or inside the tree itself")
                 continue
             blobs.append(Blob(name, data[offset + start : offset + start + size], start))
             end = max(end, offset + start + size)
@@ -227,7 +229,7 @@ class Trx(Handler):
         if end > len(data):
             ctx.issue(offset, f"trx: truncated ({len(data) - offset} of {hdr.len} bytes)")
             end = len(data)
-        offsets = [o for o in list(hdr.offsets)[:count] if 0 < o < hdr.len]
+        offsets = [o for o in list(hdr.offsets)[:count] if 28 <= o < hdr.len]  # after the header
         if not offsets or offsets != sorted(offsets):
             return None
         bounds = [*offsets, end - offset]
@@ -255,6 +257,8 @@ class TpLink(Handler):
         ):
             if declared == 0:
                 continue
+            if start < len(_C.tplink_header):
+                raise FormatError(f"tplink: {name} at {start:#x} overlaps the header")
             size = declared
             if offset + start + size > len(data):
                 ctx.issue(offset, f"tplink: {name} lies past the end of the file")
