@@ -8,6 +8,8 @@ import gzip
 import lzma
 import os
 import shutil
+import stat
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -167,3 +169,45 @@ def uimage(payload: Path, out: Path, comp: str = "none") -> Path:
         out,
     )
     return out
+
+
+def yaffs2(root: Path, out: Path, page: int = 2048, spare: int = 64) -> None:
+    """A yaffs2 image as mkyaffs2image lays it out (no Debian tool writes one; unyaffs reads it back).
+
+    Each object: a header chunk (``struct yaffs_obj_hdr``), then its data chunks; packed tags2 at the
+    start of the spare area; one sequence number, as in a freshly written image.
+    """
+    seq = 0x1000
+    ids = {root: 1}
+    chunks = []
+
+    def chunk(data: bytes, obj_id: int, chunk_id: int, n_bytes: int) -> bytes:
+        tags = struct.pack("<4I", seq, obj_id, chunk_id, n_bytes)
+        marker = b"\xff\xff" if spare >= 18 else b""  # the good-block marker, where the spare has room
+        return data.ljust(page, b"\xff") + (marker + tags).ljust(spare, b"\xff")
+
+    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).parts):
+        oid = ids[path] = len(ids) + 256
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            kind, alias, size = 2, str(path.readlink()).encode(), 0
+        elif stat.S_ISDIR(st.st_mode):
+            kind, alias, size = 3, b"", 0
+        else:
+            kind, alias, size = 1, b"", st.st_size
+        header = struct.pack(
+            "<IIH256sHIIIIIIIi160sI6IIII",
+            kind, ids[path.parent], 0xFFFF, path.name.encode(), 0xFFFF,
+            st.st_mode, 0, 0, int(st.st_atime), int(st.st_mtime), int(st.st_ctime), size, -1, alias, 0,
+            *([0] * 6), 0, 0, 0,
+        )  # fmt: skip
+        chunks.append(chunk(header, oid, 0, 0))
+        if kind == 1:
+            content = path.read_bytes()
+            for index, start in enumerate(range(0, len(content), page), 1):
+                piece = content[start : start + page]
+                chunks.append(chunk(piece, oid, index, len(piece)))
+    out.write_bytes(b"".join(chunks))
+
+
+BUILDERS["yaffs2"] = yaffs2

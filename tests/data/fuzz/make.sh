@@ -49,3 +49,11 @@ head = struct.pack(">I24s36sII", 1, b"TP-LINK Technologies", b"ver. 1.0", 0x0741
 head += struct.pack(">9I", 0, 0, 512 + len(kernel) + len(rootfs), 512, len(kernel), 512 + len(kernel), len(rootfs), 0, 0)
 open("tplink.bin", "wb").write(head.ljust(512, b"\0") + kernel + rootfs)
 PY
+# yaffs2 has no Debian tool that writes it: the tests' own writer (tests/unpack_images.py), 512+16 pages
+../../../.venv/bin/python - "$work/root" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, "../..")
+from unpack_images import yaffs2
+yaffs2(Path(sys.argv[1]), Path("yaffs2.bin"), page=512, spare=16)
+PY

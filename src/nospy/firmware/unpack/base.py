@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import posixpath
 import stat
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -228,12 +229,24 @@ class Handler(ABC):
 
 
 class ViewIO(io.RawIOBase):
-    """A read-only seekable stream over a memoryview (no copy of the whole view)."""
+    """A read-only seekable stream over a memoryview (no copy of the whole view).
+
+    The position is per thread: a filesystem reader shared by threads that each seek then read (the
+    listing hashes files in parallel) never sees another thread's seek.
+    """
 
     def __init__(self, view: memoryview) -> None:
         super().__init__()
         self._view = view
-        self._pos = 0
+        self._local = threading.local()
+
+    @property
+    def _pos(self) -> int:
+        return getattr(self._local, "pos", 0)
+
+    @_pos.setter
+    def _pos(self, value: int) -> None:
+        self._local.pos = value
 
     @classmethod
     def stream(cls, view: memoryview) -> BinaryIO:

@@ -11,6 +11,7 @@ container chain, e.g. ``/@image/uimage@0x0/lzma@0x40/data``.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import mmap
 import posixpath
@@ -79,7 +80,9 @@ class _DataFile(Filesystem):
 class _Engine:
     def __init__(self, handlers: Sequence[Handler], limits: Limits, name: str) -> None:
         self.handlers = [(h, re.compile(b"|".join(h.PATTERNS), re.DOTALL)) for h in handlers]
-        self.finder = re.compile(b"(?=" + b"|".join(p for h in handlers for p in h.PATTERNS) + b")", re.DOTALL)
+        # one expression per pattern: each has a literal start that re finds fast, where one alternation
+        # of all of them is tried at every byte (three times slower on a kernel)
+        self.finders = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
         self.budget = Budget(limits)
         self.name = name
         self.issues: list[TreeIssue] = []
@@ -126,19 +129,27 @@ class _Engine:
         starts_at_zero = False
         failures: dict[str, int] = {}
         pos = 0
-        while pos < len(data):
+        # the next match of each pattern at or after pos, smallest first
+        heap = [(m.start(), i) for i, rx in enumerate(self.finders) if (m := rx.search(data)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            at, i = heap[0]
+            if at < pos:  # inside a chunk already unpacked, or already tried: look again after it
+                m = self.finders[i].search(data, pos)
+                if m is None:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, (m.start(), i))
+                continue
             self.budget.check_time()
-            m = self.finder.search(data, pos)
-            if m is None:
-                break
-            found = self._identify(data, m.start(), chain, base, failures)
+            found = self._identify(data, at, chain, base, failures)
             if found is None:
-                pos = m.start() + 1
+                pos = at + 1
                 continue
             handler, chunk = found
             off = chunk.start
             if off < pos:  # a magic found after the previous chunk but whose chunk starts inside it
-                pos = m.start() + 1
+                pos = at + 1
                 continue
             starts_at_zero |= off == 0
             self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + off:#x}", depth)

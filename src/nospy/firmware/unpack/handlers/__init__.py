@@ -12,6 +12,7 @@ from nospy.firmware.unpack.handlers.headers import Fit, TpLink, Trx, UImage
 from nospy.firmware.unpack.handlers.squashfs import Squashfs4
 from nospy.firmware.unpack.handlers.streams import Bzip2, Gzip, Lz4, Lzma, Lzop, Xz, Zstd
 from nospy.firmware.unpack.handlers.ubi import Ubi, Ubifs
+from nospy.firmware.unpack.handlers.yaffs2 import Yaffs2
 
 __all__ = ["HANDLERS"]
 
@@ -27,6 +28,7 @@ HANDLERS: tuple[Handler, ...] = (
     Ext(),
     Cramfs(),
     Romfs(),
+    Yaffs2(),
     Tar(),
     Cpio(),
     Zip(),

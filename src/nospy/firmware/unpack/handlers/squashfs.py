@@ -20,6 +20,7 @@ from typing import BinaryIO, ClassVar
 
 from dissect.cstruct import cstruct
 from dissect.squashfs import SquashFS
+from dissect.squashfs.squashfs import FileStream
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, ViewIO, mode_type
@@ -53,6 +54,7 @@ _BE = cstruct(endian=">").load(_DEFS)
 _LE_MAGICS = (b"hsqs", b"shsq", b"hsqt")
 _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
+_UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _XZ_ID = 4
 
 
@@ -113,6 +115,41 @@ class _VendorLzma:
         raise FormatError("LZMA block in none of the known squashfs framings")
 
 
+class _FileStream(FileStream):  # type: ignore[misc]
+    """dissect's file stream, with the tail-end fragment read once per request.
+
+    dissect.squashfs 1.12 appends the fragment again and again until the aligned read length is used up
+    (thousands of copies for a small file read with a 256 KiB alignment); this reads each run once.
+    """
+
+    def _read(self, offset: int, length: int) -> bytes:
+        result = []
+        size: int = self.size
+        block_size: int = self.block_size
+        run_idx = offset // block_size
+        runlist: list[tuple[int | None, int]] = self.runlist
+        # data blocks are stored one after another: the first wanted one starts after all before it
+        start_block = self.start_block + sum(v & ~_UNCOMPRESSED for v, _ in runlist[:run_idx] if v)
+        length = min(length, size - offset)
+        while length > 0 and run_idx < len(runlist):
+            run_size, run_count = runlist[run_idx]
+            pos = offset - run_idx * block_size
+            if run_size is None:  # the tail of the file, in a shared fragment block
+                data = self.fs._read_fragment(self.fragment, self.fragment_offset, run_count)
+            elif run_size == 0:  # a hole
+                data = bytes(min(block_size, size - run_idx * block_size))
+            else:
+                start_block, data = self.fs._read_block(start_block, run_size)
+            piece = data[pos : pos + length]
+            if not piece:
+                break
+            result.append(piece)
+            offset += len(piece)
+            length -= len(piece)
+            run_idx += 1
+        return b"".join(result)
+
+
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
@@ -135,7 +172,7 @@ class _Fs(Filesystem):
         return [(child.name, self._node(child), child) for child in ref.iterdir()]  # type: ignore[attr-defined]
 
     def open_file(self, ref: object) -> BinaryIO:
-        return ref.open()  # type: ignore[attr-defined,no-any-return]
+        return _FileStream(ref)
 
 
 class Squashfs4(Handler):

@@ -16,6 +16,7 @@ import contextlib
 import io
 import itertools
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -36,7 +37,8 @@ __all__ = ["Ubi", "Ubifs"]
 
 _EC = re.compile(rb"UBI#\x01")
 _UBIFS_SB = rb"\x31\x18\x10\x06.{16}\x06"  # common header magic, then node_type 6 (superblock) at 20
-settings.warn_only_block_read_errors = True  # a bad block is reported, the rest still read
+settings.warn_only_block_read_errors = True
+_STDOUT_LOCK = threading.Lock()  # a bad block is reported, the rest still read
 
 
 class _MemFile(ubi_file):
@@ -100,7 +102,8 @@ class _UbifsFs(Filesystem):
 
     def open_file(self, ref: object) -> BinaryIO:
         assert isinstance(ref, int)  # noqa: S101 - handles are inode numbers
-        with contextlib.redirect_stdout(io.StringIO()):
+        # sys.stdout is process-wide: threads reading at once must not interleave their redirections
+        with _STDOUT_LOCK, contextlib.redirect_stdout(io.StringIO()):
             data = process_reg_file(self.fs, self.inodes[ref], "", self.inodes)
         return io.BytesIO(bytes(data))
 
