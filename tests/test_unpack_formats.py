@@ -99,9 +99,18 @@ def test_nested_containers(rootfs: Path, workdir: Path) -> None:
     gz = workdir / "initramfs.cpio.gz"
     gz.write_bytes(zlib.compress(cpio.read_bytes(), wbits=31))
     tree = open_image(uimage(gz, workdir / "nested.uimage"))
-    assert tree.root_chain == "nested.uimage!uimage@0x0!gzip@0x40!cpio@0x0"
-    # the squashfs is a file of the cpio, not carved from raw bytes: it is listed, not entered
-    assert tree.get("/boot/payload.tar.xz") is not None
+    assert tree.issues == []
+    # files named as images or archives are unpacked in turn, their path in the chain; the squashfs
+    # five containers down looks most like a device root (/etc, /bin, /sbin/init ...), so it is the root
+    cpio_chain = "nested.uimage!uimage@0x0!gzip@0x40!cpio@0x0"
+    assert tree.root_chain == f"{cpio_chain}!/boot/payload.tar.xz!xz@0x0!tar@0x0!/opt/rootfs.sqfs!squashfs@0x0"
+    passwd = tree.get("/etc/passwd")
+    assert passwd is not None and passwd.location == f"{tree.root_chain}!/etc/passwd"
+    assert tree.read("/etc/passwd") == (rootfs / "etc" / "passwd").read_bytes()
+    # the cpio and the tar are under the prefix, named by their chains
+    assert tree.get("/@image/uimage@0x0/gzip@0x40/cpio@0x0/boot/payload.tar.xz") is not None
+    tar = "/@image/uimage@0x0/gzip@0x40/cpio@0x0/boot/payload.tar.xz/xz@0x0/tar@0x0"
+    assert tree.get(f"{tar}/opt/rootfs.sqfs") is not None
 
 
 def test_trx_with_kernel_and_rootfs(rootfs: Path, workdir: Path) -> None:

@@ -51,6 +51,14 @@ _MIN_ROOT_SCORE = 3
 # would otherwise be tried at each of its thousands of erase blocks).
 _MAX_FAILURES = 3
 _ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
+# Files inside filesystems unpacked in turn, by name (see _Engine._nested_files).
+_NESTED_SUFFIXES = (
+    ".bin", ".img", ".image", ".sqfs", ".squashfs", ".jffs2", ".ubi", ".ubifs", ".ext2", ".ext4", ".cramfs",
+    ".romfs", ".yaffs2", ".trx", ".itb", ".fit", ".uimage", ".cpio", ".tar", ".tgz", ".tbz2", ".txz", ".zip",
+    ".7z", ".gz", ".xz", ".lzma", ".bz2", ".zst", ".lz4", ".lzo", ".ipk",
+)  # fmt: skip
+_NESTED_PREFIXES = ("uimage", "zimage", "initrd", "initramfs", "rootfs", "vmlinu")
+_MIN_NESTED = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,7 @@ class _Engine:
             except Exception as exc:  # noqa: BLE001 - keep what was walked before the parser failed
                 self.issue(chain, None, f"walk stopped: {type(exc).__name__}: {exc}")
             self.mounts.append(_Mount(chain, chunk.filesystem, handler.FILESYSTEM, nodes))
+            self._nested_files(chunk.filesystem, nodes, chain, depth)
         for blob in chunk.blobs:
             bchain = f"{chain}!{blob.name}" if blob.name else chain
             if depth + 1 > self.budget.limits.max_depth:
@@ -176,10 +185,37 @@ class _Engine:
             if not self.scan(blob.data, bchain, depth + 1, blob.offset):
                 self.blobs.append((bchain, blob.data))
 
+    def _nested_files(self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int) -> None:
+        """Unpack the files of a filesystem that are images or archives themselves, by their names.
+
+        Reading every file to look for magics would double the time of a listing; a firmware update,
+        an initramfs or a package inside a root filesystem is named for what it is.
+        """
+        for path, node, ref in nodes:
+            name = posixpath.basename(path).lower()
+            if node.type is not EntryType.FILE or node.size < _MIN_NESTED:
+                continue
+            if not name.endswith(_NESTED_SUFFIXES) and not name.startswith(_NESTED_PREFIXES):
+                continue
+            fchain = f"{chain}!{path}"
+            if depth + 1 > self.budget.limits.max_depth:
+                self.issue(fchain, None, f"nesting depth limit of {self.budget.limits.max_depth} reached: not unpacked")
+                continue
+            try:
+                self.budget.charge(node.size)
+                with fs.open_file(ref) as fh:
+                    data = fh.read()
+            except LimitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
+                self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
+                continue
+            self.scan(memoryview(data), fchain, depth + 1)
+
 
 def _chain_path(chain: str) -> str:
-    """``img!uimage@0x0!lzma@0x40`` -> ``/@image/uimage@0x0/lzma@0x40``."""
-    parts = [p.replace("/", "_") for p in chain.split("!")[1:]]
+    """``img!uimage@0x0!lzma@0x40`` -> ``/@image/uimage@0x0/lzma@0x40``; a file's path keeps its folders."""
+    parts = [p.strip("/") if p.startswith("/") else p.replace("/", "_") for p in chain.split("!")[1:]]
     return posixpath.join(PREFIX, *parts)
 
 
