@@ -126,3 +126,24 @@ def test_trx_with_kernel_and_rootfs(rootfs: Path, workdir: Path) -> None:
     assert tree.issues == []
     assert tree.root_chain == f"trx.bin!trx@0x0!part1!squashfs@{rootfs_at:#x}"
     assert tree.read(f"{PREFIX}/trx@0x0/part0/gzip@0x1c/data") == b"kernel" * 1000
+
+
+def test_seama_and_chk_vendor_headers(rootfs: Path, workdir: Path) -> None:
+    """D-Link SEAMA (seama.h) and Netgear CHK (mkchkimg.c) around a kernel and a squashfs."""
+    squash = build("squashfs-xz", rootfs, workdir).read_bytes()
+    kernel = zlib.compress(b"kernel" * 1000, wbits=31)
+    meta = b"dev=/dev/mtdblock/2\0type=firmware\0"
+    seama = struct.pack(">IHHI16s", 0x5EA3A417, 0, len(meta), len(squash), bytes(16)) + meta + squash
+    image = workdir / "seama.bin"
+    image.write_bytes(seama)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"seama.bin!seama@0x0!squashfs@{28 + len(meta):#x}"
+    board = b"U12H139T00_NETGEAR"
+    header = struct.pack(">II8s6I", 0x2A23245E, 40 + len(board), bytes(8), 0, 0, len(kernel), len(squash), 0, 0)
+    image = workdir / "netgear.chk"
+    image.write_bytes(header + board + kernel + squash)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"netgear.chk!chk@0x0!rootfs!squashfs@{40 + len(board) + len(kernel):#x}"
+    assert tree.read(f"/@image/chk@0x0/kernel/gzip@{40 + len(board):#x}/data") == b"kernel" * 1000

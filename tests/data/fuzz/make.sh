@@ -48,6 +48,11 @@ kernel, rootfs = body, open("squashfs.bin", "rb").read()
 head = struct.pack(">I24s36sII", 1, b"TP-LINK Technologies", b"ver. 1.0", 0x07410001, 1).ljust(0x74, b"\0")
 head += struct.pack(">9I", 0, 0, 512 + len(kernel) + len(rootfs), 512, len(kernel), 512 + len(kernel), len(rootfs), 0, 0)
 open("tplink.bin", "wb").write(head.ljust(512, b"\0") + kernel + rootfs)
+# D-Link SEAMA (seama.h) and Netgear CHK (mkchkimg.c), no Debian tool either
+meta = b"dev=/dev/mtdblock/2\0"
+open("seama.bin", "wb").write(struct.pack(">IHHI16s", 0x5EA3A417, 0, len(meta), len(rootfs), bytes(16)) + meta + rootfs)
+chk = struct.pack(">II8s6I", 0x2A23245E, 40 + 8, bytes(8), 0, 0, len(kernel), len(rootfs), 0, 0) + b"BOARD_ID"
+open("chk.bin", "wb").write(chk + kernel + rootfs)
 PY
 # yaffs2 has no Debian tool that writes it: the tests' own writer (tests/unpack_images.py), 512+16 pages
 ../../../.venv/bin/python - "$work/root" <<'PY'

@@ -8,7 +8,7 @@ from __future__ import annotations
 from nospy.firmware.unpack.base import Handler
 from nospy.firmware.unpack.handlers.archives import Cpio, SevenZip, Tar, Zip
 from nospy.firmware.unpack.handlers.filesystems import Cramfs, Ext, Jffs2, Romfs
-from nospy.firmware.unpack.handlers.headers import Fit, TpLink, Trx, UImage
+from nospy.firmware.unpack.handlers.headers import Chk, Fit, Seama, TpLink, Trx, UImage
 from nospy.firmware.unpack.handlers.squashfs import Squashfs4
 from nospy.firmware.unpack.handlers.streams import Bzip2, Gzip, Lz4, Lzma, Lzop, Xz, Zstd
 from nospy.firmware.unpack.handlers.ubi import Ubi, Ubifs
@@ -21,6 +21,8 @@ HANDLERS: tuple[Handler, ...] = (
     Fit(),
     Trx(),
     TpLink(),
+    Seama(),
+    Chk(),
     Squashfs4(),
     Ubi(),
     Ubifs(),

@@ -12,6 +12,10 @@ References:
   offsets).
 - TP-Link: OpenWrt ``tools/firmware-utils/src/tplink-safeloader.c``'s predecessor ``mktplinkfw.c``
   (``struct fw_header``, 512 bytes, v1 and v2).
+- D-Link SEAMA: OpenWrt ``tools/firmware-utils/src/seama.h`` (``seamahdr_t``: magic, meta-data size,
+  image size, MD5; the image follows the meta-data).
+- Netgear CHK: OpenWrt ``tools/firmware-utils/src/mkchkimg.c`` (``struct chk_header``: header length,
+  kernel and root filesystem lengths, board id).
 
 Limitations: checksums other than the uImage header CRC are not verified (a vendor mismatch is
 common and does not stop the device from booting it); signed FIT configurations are not checked.
@@ -26,7 +30,7 @@ from dissect.cstruct import cstruct
 
 from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler
 
-__all__ = ["Fit", "TpLink", "Trx", "UImage"]
+__all__ = ["Chk", "Fit", "Seama", "TpLink", "Trx", "UImage"]
 
 _C = cstruct(endian=">").load("""
 struct uimage_header {
@@ -55,6 +59,26 @@ struct fdt_header {
     uint32  boot_cpuid_phys;
     uint32  size_dt_strings;
     uint32  size_dt_struct;
+};
+
+struct seama_header {
+    uint32  magic;
+    uint16  reserved;
+    uint16  metasize;
+    uint32  size;
+    char    digest[16];
+};
+
+struct chk_header {
+    uint32  magic;
+    uint32  header_len;
+    char    reserved[8];
+    uint32  kernel_chksum;
+    uint32  rootfs_chksum;
+    uint32  kernel_len;
+    uint32  rootfs_len;
+    uint32  image_chksum;
+    uint32  header_chksum;
 };
 
 struct tplink_header {
@@ -266,3 +290,49 @@ class TpLink(Handler):
             blobs.append(Blob(name, data[offset + start : offset + start + size], start))
             end = max(end, offset + start + size)
         return Chunk(offset, end, blobs=tuple(blobs))
+
+
+class Seama(Handler):
+    NAME = "seama"
+    PATTERNS = (rb"\x5e\xa3\xa4\x17\x00\x00",)  # magic, then the reserved field, always 0
+    DOC = __doc__ or ""
+
+    def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
+        raw = bytes(data[offset : offset + len(_C.seama_header)])
+        if len(raw) < len(_C.seama_header):
+            return None
+        hdr = _C.seama_header(raw)
+        start = len(_C.seama_header) + hdr.metasize
+        if hdr.size == 0:
+            return None  # a meta-data-only SEAMA block (a "seal"): nothing inside
+        end = offset + start + hdr.size
+        if end > len(data):
+            ctx.issue(offset, f"seama: image truncated ({len(data) - offset - start} of {hdr.size} bytes)")
+            end = len(data)
+        return Chunk(offset, end, blobs=(Blob("", data[offset + start : end], start),))
+
+
+class Chk(Handler):
+    NAME = "chk"
+    PATTERNS = (rb"\x2a\x23\x24\x5e",)
+    DOC = __doc__ or ""
+
+    def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
+        raw = bytes(data[offset : offset + len(_C.chk_header)])
+        if len(raw) < len(_C.chk_header):
+            return None
+        hdr = _C.chk_header(raw)
+        if not len(_C.chk_header) <= hdr.header_len <= 4096 or hdr.kernel_len == 0:
+            return None
+        blobs = []
+        start = hdr.header_len
+        for name, declared in (("kernel", hdr.kernel_len), ("rootfs", hdr.rootfs_len)):
+            if declared == 0:
+                continue
+            size = declared
+            if offset + start + size > len(data):
+                ctx.issue(offset, f"chk: {name} lies past the end of the file")
+                size = max(0, len(data) - offset - start)
+            blobs.append(Blob(name, data[offset + start : offset + start + size], start))
+            start += size
+        return Chunk(offset, offset + start, blobs=tuple(blobs))
