@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import lzma
 import tarfile
 import zlib
@@ -136,3 +137,20 @@ def test_limits_flags(rootfs: Path, workdir: Path, capsys: pytest.CaptureFixture
     assert run(["ls", str(image), "--max-depth", "0"]) == 2  # bad usage
     assert run(["ls", str(workdir / "missing.bin")]) == 2
     capsys.readouterr()
+
+
+def test_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
+        info = tarfile.TarInfo("etc/bad\udcffname")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    image = tmp_path / "latin1.tar"
+    image.write_bytes(buf.getvalue())
+    tree = open_image(image)
+    assert tree.read("/etc/bad\udcffname") == b"ok"  # the tree keeps the bytes (as surrogates)
+    assert run(["ls", str(image), "--format", "json"]) == 0
+    paths = {e["path"] for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert "/etc/bad\\xffname" in paths  # the listing shows them escaped

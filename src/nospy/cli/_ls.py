@@ -7,6 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from nospy.cli._common import err_console
 from nospy.firmware.unpack import Limits, open_image
@@ -49,6 +50,4 @@ def ls(
         sys.stdout.write(_table(listing))
         for issue in listing.issues:
             where = f" at {issue.offset:#x}" if issue.offset is not None else ""
-            err_console.print(
-                f"[yellow]not unpacked:[/] {issue.chain}{where}: {issue.message}", highlight=False, markup=False
-            )
+            err_console.print(f"[yellow]not unpacked:[/] {escape(issue.chain)}{where}: {escape(issue.message)}")

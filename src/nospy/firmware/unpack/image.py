@@ -348,13 +348,16 @@ def open_data(
     engine = _Engine(HANDLERS if handlers is None else handlers, limits, name)
     tree = ImageTree(name, limits)
     tree._add("/", Entry("/", EntryType.DIR, 0o755, 0, 0, 0, name), None, None)
+    stopped = False
     try:
         with watchdog(limits.timeout):
             engine.scan(view, name, 1)
     except LimitError as exc:
+        stopped = True
         engine.issue(name, None, f"{exc}: the rest of the image was not unpacked")
     if not engine.mounts and not engine.blobs:
-        engine.issue(name, None, "no known container or filesystem found: the image is shown as one file")
+        found = "nothing unpacked within the limits" if stopped else "no known container or filesystem found"
+        engine.issue(name, None, f"{found}: the image is shown as one file")
         engine.blobs.append((f"{name}!raw@0x0", view))
 
     rootable = [m for m in engine.mounts if m.rootable]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nospy.errors import NospyError
 from nospy.firmware.tree import Entry, EntryType, FileTree, TreeIssue
 
-__all__ = ["ListedEntry", "ListedImage", "ListedIssue", "Listing", "list_tree"]
+__all__ = ["ListedEntry", "ListedImage", "ListedIssue", "Listing", "list_tree", "shown"]
 
 _TYPE_BITS = {
     EntryType.FILE: stat.S_IFREG,
@@ -85,6 +85,11 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def shown(text: str) -> str:
+    """A name as text: bytes that were not UTF-8 (kept as surrogates) written as ``\\xff`` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _try_digest(tree: FileTree, entry: Entry) -> str | TreeIssue:
     try:
         return _digest(tree, entry.path)
@@ -98,7 +103,7 @@ def list_tree(tree: FileTree, image: Path, root: str | None = None) -> Listing:
     Files are hashed by a few threads: decompression (zlib, lzma, zstd) and hashing release the GIL,
     so on a multi-core machine the listing keeps pace with native extractors.
     """
-    issues = [ListedIssue(chain=i.chain, offset=i.offset, message=i.message) for i in tree.issues]
+    issues = [ListedIssue(chain=shown(i.chain), offset=i.offset, message=shown(i.message)) for i in tree.issues]
     all_entries = list(tree.entries())
     files = [e for e in all_entries if e.type is EntryType.FILE]
     with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, os.cpu_count() or 1)) as pool:
@@ -108,21 +113,21 @@ def list_tree(tree: FileTree, image: Path, root: str | None = None) -> Listing:
         digest = None
         result = results.get(e.path)
         if isinstance(result, TreeIssue):
-            issues.append(ListedIssue(chain=result.chain, offset=None, message=result.message))
+            issues.append(ListedIssue(chain=shown(result.chain), offset=None, message=shown(result.message)))
         elif result is not None:
             digest = result
         entries.append(
             ListedEntry(
-                path=e.path,
+                path=shown(e.path),
                 type=e.type,
                 mode=f"{e.mode:04o}",
                 uid=e.uid,
                 gid=e.gid,
                 size=e.size,
                 sha256=digest,
-                link=e.link,
-                chain=e.chain,
-                location=e.location,
+                link=None if e.link is None else shown(e.link),
+                chain=shown(e.chain),
+                location=shown(e.location),
             )
         )
     return Listing(

@@ -79,6 +79,13 @@ _EOCD = re.compile(rb"PK\x05\x06")
 _BLOCK = 512
 
 
+def _text(value: str | bytes | None) -> str:
+    """libarchive-c gives names that are not UTF-8 as bytes: keep their bytes as surrogates."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value or ""
+
+
 def read_members(raw: bytes, ctx: Context, offset: int) -> FlatFilesystem:
     """Every member of the archive ``raw`` into a flat filesystem, contents in memory (charged)."""
     fs = FlatFilesystem()
@@ -87,8 +94,8 @@ def read_members(raw: bytes, ctx: Context, offset: int) -> FlatFilesystem:
         with libarchive.memory_reader(raw) as archive:
             for entry in archive:
                 ctx.budget.check_time()
-                name = entry.pathname or ""
-                link = entry.linkpath
+                name = _text(entry.pathname)
+                link = _text(entry.linkpath) or None
                 mode = entry.mode
                 if entry.islnk and link:  # a hard link: the same node and content as its target
                     target = members.get(link.lstrip("/").removeprefix("./"))
