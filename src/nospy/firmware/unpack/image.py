@@ -1,8 +1,10 @@
 """`open_image`: identify and unpack every container of a firmware image into one `ImageTree`.
 
-The engine memory-maps the image and finds every offset where a handler's magic matches (one
-combined regular expression), asks the handlers there, and recurses into what they return to
-``Limits.max_depth``. Nothing is written to disk. The filesystem that looks most like a device root
+The engine memory-maps the image and finds every offset where a handler's magic matches (one regular
+expression per magic, merged in offset order), asks the handlers there, and recurses into what they
+return to ``Limits.max_depth``: payloads (a kernel, a decompressed stream, a UBI volume) and files of a
+filesystem named as images or archives. Nothing is written to disk (squashfs 1-3 aside, see
+`handlers.squashfs_legacy`). The filesystem that looks most like a device root
 (``/etc``, ``/bin``, ``/sbin/init`` ...) is placed at ``/``; every other filesystem and every payload
 that is not a filesystem (kernel, decompressed stream) is placed under ``/@image/``, named by its
 container chain, e.g. ``/@image/uimage@0x0/lzma@0x40/data``.
@@ -51,13 +53,17 @@ _MIN_ROOT_SCORE = 3
 # would otherwise be tried at each of its thousands of erase blocks).
 _MAX_FAILURES = 3
 _ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
-# Files inside filesystems unpacked in turn, by name (see _Engine._nested_files).
-_NESTED_SUFFIXES = (
-    ".bin", ".img", ".image", ".sqfs", ".squashfs", ".jffs2", ".ubi", ".ubifs", ".ext2", ".ext4", ".cramfs",
-    ".romfs", ".yaffs2", ".trx", ".itb", ".fit", ".uimage", ".cpio", ".tar", ".tgz", ".tbz2", ".txz", ".zip",
-    ".7z", ".gz", ".xz", ".lzma", ".bz2", ".zst", ".lz4", ".lzo", ".ipk",
-)  # fmt: skip
-_NESTED_PREFIXES = ("uimage", "zimage", "initrd", "initramfs", "rootfs", "vmlinu")
+_WINDOW = 1 << 20  # bytes one magic search covers
+_LONGEST_MAGIC = 4096  # no pattern matches more bytes than this
+_MATCH, _RESUME = 0, 1
+# Files inside filesystems unpacked in turn, by name (see _Engine._nested_files): images and archives,
+# perhaps compressed, and boot files; not every .gz (a root filesystem holds hundreds of gzip'd docs).
+_NESTED_NAME = re.compile(
+    r"(?:\.(?:bin|img|image|sqfs|squashfs|jffs2|ubi|ubifs|ext[234]|cramfs|romfs|yaffs2?|trx|itb|fit|uimage|chk"
+    r"|cpio|tar|zip|7z|ipk)(?:\.(?:gz|xz|lzma|bz2|zst|lz4|lzo))?|\.(?:tgz|tbz2?|txz))$"
+    r"|^(?:uimage|zimage|initrd|initramfs|rootfs|vmlinu)",
+    re.IGNORECASE,
+)
 _MIN_NESTED = 64
 
 
@@ -137,17 +143,19 @@ class _Engine:
         starts_at_zero = False
         failures: dict[str, int] = {}
         pos = 0
-        # the next match of each pattern at or after pos, smallest first
-        heap = [(m.start(), i) for i, rx in enumerate(self.finders) if (m := rx.search(data)) is not None]
+        # per pattern, its next match (kind 0) or where to go on looking (kind 1), smallest first; each
+        # search covers one window, so a pattern with no match does not read through a 30 MB squashfs
+        # that a later chunk start will skip anyway
+        heap = [e for i in range(len(self.finders)) if (e := self._search(data, i, 0)) is not None]
         heapq.heapify(heap)
         while heap:
-            at, i = heap[0]
-            if at < pos:  # inside a chunk already unpacked, or already tried: look again after it
-                m = self.finders[i].search(data, pos)
-                if m is None:
+            at, kind, i = heap[0]
+            if at < pos or kind == _RESUME:  # inside a chunk already unpacked, or tried: look again after it
+                entry = self._search(data, i, max(at, pos))
+                if entry is None:
                     heapq.heappop(heap)
                 else:
-                    heapq.heapreplace(heap, (m.start(), i))
+                    heapq.heapreplace(heap, entry)
                 continue
             self.budget.check_time()
             found = self._identify(data, at, chain, base, failures)
@@ -163,6 +171,13 @@ class _Engine:
             self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + off:#x}", depth)
             pos = chunk.end
         return starts_at_zero
+
+    def _search(self, data: memoryview, i: int, start: int) -> tuple[int, int, int] | None:
+        end = min(len(data), start + _WINDOW)
+        m = self.finders[i].search(data, start, min(len(data), end + _LONGEST_MAGIC))
+        if m is not None:
+            return m.start(), _MATCH, i
+        return (end, _RESUME, i) if end < len(data) else None
 
     def _expand(self, handler: Handler, chunk: Chunk, chain: str, depth: int) -> None:
         if chunk.filesystem is not None:
@@ -192,10 +207,9 @@ class _Engine:
         an initramfs or a package inside a root filesystem is named for what it is.
         """
         for path, node, ref in nodes:
-            name = posixpath.basename(path).lower()
             if node.type is not EntryType.FILE or node.size < _MIN_NESTED:
                 continue
-            if not name.endswith(_NESTED_SUFFIXES) and not name.startswith(_NESTED_PREFIXES):
+            if not _NESTED_NAME.search(posixpath.basename(path)):
                 continue
             fchain = f"{chain}!{path}"
             if depth + 1 > self.budget.limits.max_depth:
