@@ -133,11 +133,14 @@ def unblob_venv(work: Path) -> Path:
     return exe
 
 
-def timed(args: list[str | Path]) -> tuple[float, float, int]:
+def timed(args: list[str | Path], cwd: Path) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (user + system) and peak resident memory (KiB) of one run."""
     start = time.perf_counter()
     env = dict(os.environ, PATH=f"{Path(args[0]).parent}:{os.environ.get('PATH', '')}")
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # run in the work directory: unblob leaves its unblob.log there
+    proc = subprocess.Popen(
+        [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -145,12 +148,12 @@ def timed(args: list[str | Path]) -> tuple[float, float, int]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def best(args: list[str | Path], runs: int, cleanup: Path | None = None) -> tuple[float, float, int]:
+def best(args: list[str | Path], runs: int, cwd: Path, cleanup: Path | None = None) -> tuple[float, float, int]:
     results = []
     for _ in range(runs):
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
-        results.append(timed(args))
+        results.append(timed(args, cwd))
     if cleanup is not None:
         shutil.rmtree(cleanup, ignore_errors=True)
     return min(r[0] for r in results), min(r[1] for r in results), max(r[2] for r in results)
@@ -171,11 +174,11 @@ def main() -> None:
     files = sum(1 for _ in rootfs(work).rglob("*"))
     print(f"image: {image} ({image.stat().st_size / 2**20:.1f} MiB, rootfs {files} entries, squashfs xz)")
 
-    t_nospy, c_nospy, m_nospy = best([nospy, "ls", image, "--format", "json"], args.runs)
+    t_nospy, c_nospy, m_nospy = best([nospy, "ls", image, "--format", "json"], args.runs, work)
     out_unblob = SHM / "nospy-bench-unblob"
-    t_unblob, c_unblob, m_unblob = best([unblob, "-e", out_unblob, image], args.runs, cleanup=out_unblob)
+    t_unblob, c_unblob, m_unblob = best([unblob, "-e", out_unblob, image], args.runs, work, cleanup=out_unblob)
     out_sq = SHM / "nospy-bench-unsquashfs"
-    t_sq, c_sq, m_sq = best(["unsquashfs", "-q", "-d", out_sq, squash], args.runs, cleanup=out_sq)
+    t_sq, c_sq, m_sq = best(["unsquashfs", "-q", "-d", out_sq, squash], args.runs, work, cleanup=out_sq)
 
     load = os.getloadavg()[0]
     print(f"best of {args.runs} runs; load average {load:.1f} on {os.cpu_count()} cores (other work skews wall time)")
