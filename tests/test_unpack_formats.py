@@ -3,6 +3,7 @@ the tree read back must equal the tree that went in (paths, types, modes, sizes,
 
 from __future__ import annotations
 
+import lzma
 import struct
 import zlib
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_uimage_kernel_and_squashfs_rootfs(rootfs: Path, workdir: Path) -> None:
     kernel = workdir / "Image"
     kernel.write_bytes(b"ARM Linux kernel\0" + bytes(range(256)) * 600)
     packed = workdir / "Image.lzma"
-    packed.write_bytes(__import__("lzma").compress(kernel.read_bytes(), format=__import__("lzma").FORMAT_ALONE))
+    packed.write_bytes(lzma.compress(kernel.read_bytes(), format=lzma.FORMAT_ALONE))
     ui = uimage(packed, workdir / "uImage", "lzma")
     firmware = workdir / "firmware.bin"
     squash = build("squashfs-xz", rootfs, workdir)
@@ -147,3 +148,15 @@ def test_seama_and_chk_vendor_headers(rootfs: Path, workdir: Path) -> None:
     assert tree.issues == []
     assert tree.root_chain == f"netgear.chk!chk@0x0!rootfs!squashfs@{40 + len(board) + len(kernel):#x}"
     assert tree.read(f"/@image/chk@0x0/kernel/gzip@{40 + len(board):#x}/data") == b"kernel" * 1000
+
+
+def test_uimage_with_vendor_lzma_properties(workdir: Path) -> None:
+    """A uImage whose LZMA kernel uses lc=1 lp=2 pb=2: decoded from the header's compression field."""
+    kernel = b"ARM Linux kernel\0" + bytes(range(256)) * 400
+    filters = [{"id": lzma.FILTER_LZMA1, "lc": 1, "lp": 2, "pb": 2, "dict_size": 1 << 20}]
+    packed = workdir / "vendor.lzma"
+    packed.write_bytes(lzma.compress(kernel, format=lzma.FORMAT_ALONE, filters=filters))
+    assert packed.read_bytes()[0] != 0x5D
+    tree = open_image(uimage(packed, workdir / "vendor.uimage", "lzma"))
+    assert tree.issues == []
+    assert tree.read(f"{PREFIX}/uimage@0x0/lzma/data") == kernel

@@ -24,11 +24,13 @@ common and does not stop the device from booting it); signed FIT configurations 
 from __future__ import annotations
 
 import itertools
+import lzma
 import zlib
 
 from dissect.cstruct import cstruct
 
 from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler
+from nospy.firmware.unpack.handlers.streams import decode_stream
 
 __all__ = ["Chk", "Fit", "Seama", "TpLink", "Trx", "UImage"]
 
@@ -115,6 +117,8 @@ struct trx_header {
 """)
 
 _UIMAGE_MULTI = 4
+_IH_COMP_LZMA = 3  # image.h: IH_COMP_LZMA
+_LZMA_USUAL_PROPS = 0x5D
 
 
 class UImage(Handler):
@@ -135,6 +139,13 @@ class UImage(Handler):
             ctx.issue(offset, f"uimage: payload truncated ({len(data) - start} of {hdr.ih_size} bytes)")
             end = len(data)
         if hdr.ih_type != _UIMAGE_MULTI:
+            if hdr.ih_comp == _IH_COMP_LZMA and start < end and data[start] != _LZMA_USUAL_PROPS:
+                # the header says LZMA, but with properties the carving pattern does not expect (OpenWrt
+                # builds some kernels with lc=1 lp=2 pb=2): decode it here, as U-Boot would
+                out, _, problem = decode_stream(data[:end], start, ctx, lzma.LZMADecompressor(format=lzma.FORMAT_ALONE))
+                if problem:
+                    ctx.issue(offset, f"uimage: LZMA payload: {problem}")
+                return Chunk(offset, end, blobs=(Blob("lzma", memoryview(out), 64),))
             return Chunk(offset, end, blobs=(Blob("", data[start:end], 64),))
         sizes = []
         pos = start
