@@ -8,7 +8,9 @@ under atheris for coverage-guided fuzzing.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from nospy import dsse, keys
 from nospy.agreement import from_payload
@@ -17,12 +19,25 @@ from nospy.errors import NospyError
 from nospy.firmware.unpack import Limits, open_data
 from nospy.firmware.unpack.base import Handler
 from nospy.firmware.unpack.handlers import HANDLERS
+from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
+from nospy.deployment.placement import check_placement
+from nospy.deployment.residency import check_residency
+from nospy.ledger import checkpoint as ledger_checkpoint
+from nospy.ledger import merkle, proof, release, tiles, witness
+from nospy.server.app import display_name
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+_PLACED = parse_yaml(
+    "nospy: 1\nid: f\ntitle: t\nvendor: ACME Networks\ncustomer: c\ndata: {countries: [IN]}\n"
+    "placement: {zones: [access], max_share_percent: 35, excluded_sites: [nuclear]}\n",
+    "fuzz-agreement.yaml",
+)
 
 
 def agreement_yaml(data: bytes) -> None:
@@ -63,6 +78,75 @@ def _unpack_with(handlers: tuple[Handler, ...]) -> Callable[[bytes], None]:
                 tree.read(entry.path, 1 << 20)
 
     return target
+def _inventory(data: bytes, name: str) -> None:
+    check_placement(_PLACED, parse_inventory(data, name), parse_zones(b"", "z.yaml"), name)
+
+
+def inventory_csv(data: bytes) -> None:
+    _inventory(data, "fuzz.csv")
+
+
+def inventory_json(data: bytes) -> None:
+    _inventory(data, "fuzz.json")
+
+
+def inventory_yaml(data: bytes) -> None:
+    _inventory(data, "fuzz.yaml")
+
+
+def zones_yaml(data: bytes) -> None:
+    parse_zones(data, "fuzz-zones.yaml")
+
+
+def terraform_plan(data: bytes) -> None:
+    check_residency(_PLACED, parse_plan(data, "fuzz-plan.json").stores(), regions.load(), "fuzz-plan.json")
+
+
+def upload_filename(data: bytes) -> None:
+    # a multipart filename from a request: what is kept must be a bare, printable display name
+    name = display_name(data.decode("utf-8", "surrogateescape"))
+    assert name not in ("", ".", "..") and len(name) <= 200 and name.isprintable()
+    assert "/" not in name and "\\" not in name
+
+
+def log_checkpoint(data: bytes) -> None:
+    ledger_checkpoint.open_checkpoint(data, [_VKEY], cosigners=[ledger_checkpoint.CosignerKey.from_verifier(_VKEY)])
+
+
+def cosigner_key(data: bytes) -> None:
+    ledger_checkpoint.parse_cosigner_key(_text(data))
+
+
+def tile_path(data: bytes) -> None:
+    tiles.parse_tile_path(_text(data))
+
+
+def entry_bundle(data: bytes) -> None:
+    tiles.parse_bundle(data)
+    tiles.split_tile(data, len(data) // 32)
+
+
+def tlog_proof(data: bytes) -> None:
+    parsed = proof.parse_proof(data)
+    cp = ledger_checkpoint.open_checkpoint(parsed.checkpoint, [_VKEY]).checkpoint
+    leaf = merkle.leaf_hash(parsed.extra or b"")
+    merkle.verify_inclusion(parsed.index, cp.size, leaf, list(parsed.proof), cp.root)
+
+
+def release_manifest(data: bytes) -> None:
+    release.read_release(data, [_VKEY])
+
+
+_WITNESS_STATE = tempfile.TemporaryDirectory(prefix="nospy-fuzz-witness-")  # removed when the process ends
+_WITNESS = witness.Witness(
+    keys.parse_signing_key("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"),
+    [_VKEY],
+    Path(_WITNESS_STATE.name) / "state.json",
+)
+
+
+def witness_add_checkpoint(data: bytes) -> None:
+    assert _WITNESS.add_checkpoint(data).status in {200, 400, 403, 404, 409, 422}
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
@@ -75,4 +159,18 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     # one target per unpack handler, and one with all of them (nested images)
     **{f"unpack_{h.NAME}": _unpack_with((h,)) for h in HANDLERS},
     "unpack_image": _unpack_with(HANDLERS),
+    "inventory_csv": inventory_csv,
+    "inventory_json": inventory_json,
+    "inventory_yaml": inventory_yaml,
+    "zones_yaml": zones_yaml,
+    "terraform_plan": terraform_plan,
+    "terraform_state": terraform_plan,  # the same reader, seeded with a state file as Terraform stores it
+    "upload_filename": upload_filename,
+    "log_checkpoint": log_checkpoint,
+    "cosigner_key": cosigner_key,
+    "tile_path": tile_path,
+    "entry_bundle": entry_bundle,
+    "tlog_proof": tlog_proof,
+    "release_manifest": release_manifest,
+    "witness_add_checkpoint": witness_add_checkpoint,
 }

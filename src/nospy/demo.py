@@ -16,7 +16,11 @@ from nospy import agreement as agr
 from nospy import dsse
 from nospy._fileio import write_atomic
 from nospy.errors import InputError, VerificationError
+from nospy.evidence import build_sources
+from nospy.findings import Target
 from nospy.keys import generate
+from nospy.report import html
+from nospy.verify import check
 
 
 def examples_dir() -> Path:
@@ -34,6 +38,7 @@ class DemoResult:
     out: Path
     steps: list[str] = field(default_factory=list)
     ok: bool = True
+    report: Path | None = None
 
 
 def run_demo(out: Path, examples: Path | None = None, say: Callable[[str], None] = lambda _: None) -> DemoResult:
@@ -76,4 +81,13 @@ def run_demo(out: Path, examples: Path | None = None, say: Callable[[str], None]
         result.ok = False
         step("tamper check FAILED: a changed agreement still verified")
     (out / "agreement.canonical.json").write_text(json.dumps(json.loads(agr.canonical_json(agreement)), indent=2))
+
+    # The example check: the evidence sources fill it as they land; until then every clause that
+    # needs evidence is reported not-checked.
+    sources = build_sources({})
+    report = check(agreement, sources, Target(path=str(signed)), [vendor.verifier.label, customer.verifier.label])
+    result.report = out / "report.html"
+    write_atomic(result.report, html.render(report).encode())
+    verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
+    step(f"checked: {verdicts}; HTML report: {result.report}")
     return result

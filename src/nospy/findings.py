@@ -209,6 +209,12 @@ class AgreementRef(_Frozen):
     id: str
     sha256: str = Field(description="SHA-256 of the agreement's canonical JSON.")
     signed_by: list[str] = Field(default_factory=list, description="Keys whose signatures were verified.")
+    title: str | None = Field(None, description="The agreement's title, for reports.")
+    vendor: str | None = None
+    customer: str | None = None
+    canonical_json: str | None = Field(
+        None, description="The agreement's canonical JSON (RFC 8785): the exact text the parties signed."
+    )
 
 
 class Report(_Frozen):

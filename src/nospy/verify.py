@@ -89,8 +89,15 @@ def check(
         inventory[src.label] = result.inventory
         for clause in result.checked:
             checked.setdefault(clause, []).append(src.label)
+    canonical = canonical_json(agreement)
     ref = AgreementRef(
-        id=agreement.id, sha256=hashlib.sha256(canonical_json(agreement)).hexdigest(), signed_by=list(signed_by)
+        id=agreement.id,
+        sha256=hashlib.sha256(canonical).hexdigest(),
+        signed_by=list(signed_by),
+        title=agreement.title,
+        vendor=agreement.vendor,
+        customer=agreement.customer,
+        canonical_json=canonical.decode(),
     )
     return Report(
         target=target,

@@ -10,17 +10,26 @@ import typer
 from nospy import agreement as agr
 from nospy._fileio import write_atomic
 from nospy.cli._common import err_console
+from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Target
 from nospy.keys import read_verifier_key
 from nospy.report import Format, render
-from nospy.verify import EvidenceSource
 from nospy.verify import check as run_check
 
 
-def check(
+def check(  # noqa: PLR0917 - typer passes every option as a parameter
     agreement: Path = typer.Argument(..., help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
+    ),
+    inventory: list[Path] = typer.Option(
+        [], "--inventory", help="Network inventory: NetBox CSV export or API JSON, plain CSV or YAML (repeatable)."
+    ),
+    zones: Path | None = typer.Option(None, "--zones", help="Zones file mapping the inventory's roles/sites/tags."),
+    infrastructure: list[Path] = typer.Option(
+        [],
+        "--infrastructure",
+        help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
     fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(
@@ -38,7 +47,10 @@ def check(
         err_console.print(
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
-    sources: list[EvidenceSource] = []
+    sources = build_sources(
+        {"inventory": inventory, "infrastructure": infrastructure},
+        SourceOptions(zones=zones),
+    )
     report = run_check(
         parsed,
         sources,

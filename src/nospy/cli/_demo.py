@@ -21,5 +21,7 @@ def demo(
     """Run the main job on the bundled example: sign the example agreement as both parties and verify it."""
     result = run_demo(out, examples, say=lambda text: console.print(f"[green]✓[/] {text}"))
     console.print(f"demo output in {result.out.resolve()}")
+    if result.report is not None:
+        console.print(f"HTML report: {result.report.resolve()}")
     if not result.ok:
         raise typer.Exit(1)

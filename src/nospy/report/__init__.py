@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from nospy.findings import Report
-from nospy.report import json_report, table
+from nospy.report import html, json_report, oscal, sarif, table
 
 __all__ = ["Format", "render"]
 
@@ -13,6 +13,9 @@ __all__ = ["Format", "render"]
 class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
+    HTML = "html"
+    SARIF = "sarif"
+    OSCAL = "oscal"
 
 
 def render(report: Report, fmt: Format) -> str:
@@ -21,3 +24,9 @@ def render(report: Report, fmt: Format) -> str:
             return table.render(report)
         case Format.JSON:
             return json_report.render(report)
+        case Format.HTML:
+            return html.render(report)
+        case Format.SARIF:
+            return sarif.render(report)
+        case Format.OSCAL:
+            return oscal.render(report)

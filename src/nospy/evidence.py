@@ -1,0 +1,53 @@
+"""The one place that turns evidence files into evidence sources (`nospy.verify.EvidenceSource`).
+
+Both `nospy check` and `nospy serve` call `build_sources`; each kind's source is added here, one
+line per kind, as it lands. A kind whose source is not part of this build raises `InputError`, so
+evidence is never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from nospy.deployment.sources import sources_for as deployment_sources
+from nospy.errors import InputError
+from nospy.verify import EvidenceSource
+
+__all__ = ["Kind", "SourceOptions", "build_sources"]
+
+
+class Kind(StrEnum):
+    FIRMWARE = "firmware"
+    TRAFFIC = "traffic"
+    INVENTORY = "inventory"
+    INFRASTRUCTURE = "infrastructure"
+    LOG = "log"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Settings that shape how evidence is read (not evidence themselves)."""
+
+    zones: Path | None = None  # maps an inventory's roles, sites and tags to network zones
+
+
+def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions | None = None) -> list[EvidenceSource]:
+    """Evidence sources for ``{kind: [path, ...]}``; `InputError` for an unknown kind or one whose
+    source this build does not have."""
+    options = options or SourceOptions()
+    by_kind: dict[Kind, list[Path]] = {}
+    for name, paths in kind_to_paths.items():
+        try:
+            kind = Kind(name)
+        except ValueError:
+            raise InputError(f"unknown evidence kind {name!r} (known: {', '.join(Kind)})") from None
+        if paths:
+            by_kind.setdefault(kind, []).extend(paths)
+    sources: list[EvidenceSource] = []
+    # deployment: every inventory file is one network (shares are computed over all of them together)
+    sources += deployment_sources(by_kind.pop(Kind.INVENTORY, []), options.zones, by_kind.pop(Kind.INFRASTRUCTURE, []))
+    for kind in by_kind:
+        raise InputError(f"{kind.value} evidence is not supported by this build of nospy yet")
+    return sources

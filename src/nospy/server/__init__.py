@@ -1,0 +1,17 @@
+"""``nospy serve``: the web service evaluation teams use (FastAPI, server-rendered pages).
+
+Upload an agreement and evidence, run the check as a background job with live progress, browse
+checks, verdicts and findings with their evidence. Storage is SQLAlchemy (SQLite by default,
+PostgreSQL when ``NOSPY_DATABASE_URL`` says so) with Alembic migrations; uploaded files are kept
+content-addressed on disk. Writes and evidence downloads need an API token.
+
+One server process per database: at start-up it takes over the checks a previous process left
+running (see `nospy.server.jobs.recover`).
+"""
+
+from __future__ import annotations
+
+from nospy.server.app import create_app
+from nospy.server.settings import Settings
+
+__all__ = ["Settings", "create_app"]

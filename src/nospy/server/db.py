@@ -1,0 +1,145 @@
+"""The service's database: checks, their files and progress events, and API tokens (SQLAlchemy 2).
+
+The schema is created and upgraded by the Alembic migrations in ``migrations/`` (run at start-up);
+these models must match them, which a test checks with Alembic's autogenerate comparison.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+__all__ = ["Base", "Check", "Event", "File", "State", "Token", "connect", "migrate", "now"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (State.DONE, State.FAILED)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that reads back with its time zone (UTC) from SQLite too, which stores none."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Token(Base):
+    """An API token; only its SHA-256 is stored, so the database alone lets nobody write."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Check(Base):
+    __tablename__ = "checks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+    created_by: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default=State.QUEUED.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[str] = mapped_column(Text, default="")
+    agreement_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    summary: Mapped[str | None] = mapped_column(String(256), default=None)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # pass / fail / not-checked
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    report_json: Mapped[str | None] = mapped_column(Text, default=None)
+    files: Mapped[list[File]] = relationship(back_populates="check", order_by="File.id", cascade="all, delete-orphan")
+    events: Mapped[list[Event]] = relationship(
+        back_populates="check", order_by="Event.id", cascade="all, delete-orphan"
+    )
+
+
+class File(Base):
+    """An uploaded file of a check: the agreement, a party's key, or evidence of one kind."""
+
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))  # agreement, key, or an evidence kind
+    name: Mapped[str] = mapped_column(String(255))  # as uploaded, for display only
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    check: Mapped[Check] = relationship(back_populates="files")
+
+
+class Event(Base):
+    """One line of a check's progress."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    text: Mapped[str] = mapped_column(Text)
+    check: Mapped[Check] = relationship(back_populates="events")
+
+
+def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
+    """An engine and session factory for ``url``; SQLite is set up for many threads and one writer."""
+    if url.startswith("sqlite"):
+        # as many connections as request threads (anyio's default 40) plus the check workers
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16, max_overflow=32
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn: object, _record: object) -> None:
+            cur = conn.cursor()  # type: ignore[attr-defined]
+            # WAL lets readers go on while a check's progress is written; foreign keys are off by default
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
+    return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database's schema to the newest migration."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("nospy.server") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

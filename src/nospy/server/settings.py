@@ -1,0 +1,57 @@
+"""The service's settings: defaults that need nothing set up, each overridable from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    data_dir: Path = Field(Path("nospy-data"), description="Uploaded files and, by default, the SQLite database.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in data_dir."
+    )
+    max_upload_bytes: int = Field(1 << 30, ge=1, description="Largest request body accepted (all files together).")
+    max_files: int = Field(64, ge=1, description="Most evidence files in one check.")
+    max_attempts: int = Field(
+        2, ge=1, description="Runs of one check, counting runs a server restart interrupted, before it is failed."
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Checks run at the same time, each in a thread of the server process (sources that unpack"
+            " or parse heavily should run their work in subprocesses or native code)."
+        ),
+    )
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'nospy.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the ``NOSPY_*`` variables named below, then ``overrides``."""
+        values: dict[str, object] = {}
+        env = {
+            "data_dir": "NOSPY_DATA_DIR",
+            "database_url": "NOSPY_DATABASE_URL",
+            "max_upload_bytes": "NOSPY_MAX_UPLOAD_BYTES",
+            "max_files": "NOSPY_MAX_FILES",
+            "workers": "NOSPY_WORKERS",
+        }
+        for field, name in env.items():
+            if os.environ.get(name):
+                values[field] = os.environ[name]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

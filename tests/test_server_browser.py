@@ -1,0 +1,96 @@
+"""The web pages in a real browser: Debian's chromium driven by playwright (never `playwright install`).
+
+Log in with a token, upload an agreement, watch the check's progress update live, open the verdict
+page and the full report, and keep screenshots of each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serverlib import EXAMPLE_AGREEMENT, new_token, running, submit
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (debian-packages.txt lists it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    # NOSPY_SCREENSHOTS keeps them somewhere to look at after the run
+    folder = Path(os.environ.get("NOSPY_SCREENSHOTS", tmp_path / "shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_upload_watch_progress_and_read_the_verdicts(browser: object, tmp_path: Path, shots: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    data = tmp_path / "serve"
+    token = new_token(data, "browser")
+    with running(data) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server.url + "/")
+        page.click("#nav-login")
+        page.fill("#token", token)
+        page.click("#login")
+        expect(page.locator("nav")).to_contain_text("signed in as browser")
+
+        # checks already in the queue keep ours waiting long enough to see it progress
+        queue = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+        for _ in range(80):
+            assert submit(server.url, token, queue).status_code == 202
+
+        page.click("#nav-new")
+        page.set_input_files("#agreement", str(EXAMPLE_AGREEMENT))
+        page.click("#start")
+        page.wait_for_url("**/checks/*")
+        live = page.locator("#live")
+        assert live.get_attribute("data-finished") == "no"  # we arrived before it finished
+        first_state = page.locator("#state").text_content()
+        assert first_state in ("queued", "running")
+        page.screenshot(path=str(shots / "progress.png"), full_page=True)
+
+        # no reload from the test: the page's script follows the check to the end
+        expect(page.locator("#state")).to_have_text("done", timeout=60_000)
+        expect(page.locator("#verdicts")).to_be_visible(timeout=10_000)
+        expect(page.locator("#verdict-backdoors")).to_contain_text("not-checked")
+        expect(page.locator("#events")).to_contain_text("done: 8 not-checked")
+        page.screenshot(path=str(shots / "verdicts.png"), full_page=True)
+
+        page.click("#full-report")
+        expect(page.locator("#overall")).to_have_text("0 pass, 8 not checked")
+        expect(page.locator("#chart-severity")).to_be_visible()
+        page.screenshot(path=str(shots / "report.png"), full_page=True)
+
+        page.goto(server.url + "/")
+        expect(page.locator("#checks tbody tr")).to_have_count(81)
+        page.close()
+    assert (shots / "verdicts.png").stat().st_size > 10_000

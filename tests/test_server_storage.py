@@ -1,0 +1,176 @@
+"""Storage and reliability: migrations match the models, a check interrupted by a server crash is
+resumed (never lost), and everything runs the same on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+
+from nospy.server.db import Base, Check, File, State, connect, migrate
+from nospy.server.jobs import recover, run_one
+from nospy.server.store import BlobStore
+from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, new_token, running, submit, wait_finished
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine, _ = connect(url)
+    migrate(engine)
+    migrate(engine)  # a second run is a no-op
+    with engine.connect() as conn:
+        diff: list[object] = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    return diff
+
+
+def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
+    assert _schema_diff(f"sqlite:///{tmp_path / 'm.db'}") == []
+
+
+def test_recover_requeues_then_fails_after_max_attempts(tmp_path: Path) -> None:
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    with sessions.begin() as s:
+        s.add(Check(id="a" * 32, created_by="t", state=State.RUNNING.value, attempts=1, progress=""))
+        s.add(Check(id="b" * 32, created_by="t", state=State.RUNNING.value, attempts=2, progress=""))
+        s.add(Check(id="c" * 32, created_by="t", state=State.DONE.value, attempts=1, progress=""))
+    assert sorted(recover(sessions, max_attempts=2)) == ["a" * 32, "b" * 32]
+    with sessions() as s:
+        states = {c.id[0]: (c.state, c.error) for c in s.scalars(select(Check))}
+    assert states["a"] == ("queued", None)
+    assert states["b"] == ("failed", "interrupted by a server restart 2 times; not run again")
+    assert states["c"] == ("done", None)
+    engine.dispose()
+
+
+def _states(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT id, state FROM checks").fetchall())
+
+
+def _large_agreement() -> bytes:
+    """The example agreement with 2,000 declared endpoints: valid, and slow enough to parse that a
+    check stays running long enough to be caught mid-run."""
+    endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(2000))
+    return EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
+
+
+def test_checks_survive_a_server_crash(tmp_path: Path) -> None:
+    """Kill -9 the server while a check runs; after a restart every check finishes, none is lost."""
+    data = tmp_path / "serve"
+    token = new_token(data, "crash")
+    server = Server(data).start()
+    try:
+        assert server.proc is not None
+        large = [("agreement", ("large.yaml", _large_agreement()))]
+        small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+        ids = []
+        for files in (large, small, large, small, small):
+            r = submit(server.url, token, files)
+            assert r.status_code == 202
+            ids.append(r.json()["id"])
+        # freeze the process and look at the database: kill it only while a check is running
+        for _attempt in range(2000):
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            states = _states(data / "nospy.db")
+            if "running" in states.values():
+                break
+            os.kill(server.proc.pid, signal.SIGCONT)
+            time.sleep(0.005)
+        else:
+            pytest.fail("never saw a running check")
+        interrupted = [i for i, s in states.items() if s == "running"]
+        server.kill()
+    finally:
+        server.stop()
+    assert _states(data / "nospy.db")[interrupted[0]] == "running"  # the crash left it mid-run
+
+    with running(data) as restarted:
+        finished = [wait_finished(restarted.url, i) for i in ids]
+        assert [c["state"] for c in finished] == ["done"] * len(ids)
+        again = httpx.get(f"{restarted.url}/api/checks/{interrupted[0]}").json()
+        texts = [e["text"] for e in again["events"]]
+        assert "interrupted by a server restart during run 1; queued again" in texts
+        assert again["attempts"] == 2 and again["summary"] == "8 not-checked"
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    try:
+        pg = Postgres()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -> None:
+    assert _schema_diff(postgres.url) == []
+    data = tmp_path / "serve"
+    token = new_token(data, "pg", postgres.url)
+    with running(data, {"NOSPY_DATABASE_URL": postgres.url}) as server:
+        r = submit(server.url, token, [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))])
+        assert r.status_code == 202
+        check = wait_finished(server.url, r.json()["id"])
+        assert check["state"] == "done" and check["summary"] == "8 not-checked"
+        assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
+    assert not (data / "nospy.db").exists()  # nothing went to SQLite
+
+
+def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path: Path) -> None:
+    """The worker's own path (not the upload's checks): blobs re-hashed, evidence handed to build_sources."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'j.db'}")
+    migrate(engine)
+    store = BlobStore(tmp_path / "blobs")
+    agreement, _ = store.put(io.BytesIO(EXAMPLE_AGREEMENT.read_bytes()), 1 << 20)
+    image, size = store.put(io.BytesIO(b"\x27\x05\x19\x56" + bytes(60)), 1 << 20)
+
+    def queue(check_id: str, files: list[tuple[str, str, str]]) -> None:
+        with sessions.begin() as s:
+            c = Check(id=check_id, created_by="t", state=State.QUEUED.value, attempts=0, progress="")
+            c.files = [File(role=r, name=n, sha256=d, size=size) for r, n, d in files]
+            s.add(c)
+
+    queue("a" * 32, [("agreement", "agreement.yaml", agreement), ("firmware", "router.bin", image)])
+    assert run_one(sessions, store) == "a" * 32
+    with sessions() as s:
+        c = s.get(Check, "a" * 32)
+        assert c is not None and c.state == "failed"
+        assert c.error == "firmware evidence is not supported by this build of nospy yet"
+        assert f"verifying firmware router.bin (sha256 {image[:12]}…)" in [e.text for e in c.events]
+
+    # a stored file that changed on disk is refused, not checked
+    store.path(agreement).write_bytes(EXAMPLE_AGREEMENT.read_bytes().replace(b"IN", b"SG"))
+    queue("b" * 32, [("agreement", "agreement.yaml", agreement)])
+    assert run_one(sessions, store) == "b" * 32
+    with sessions() as s:
+        c = s.get(Check, "b" * 32)
+        assert c is not None and c.state == "failed" and c.error == f"stored file {agreement} has changed on disk"
+    assert run_one(sessions, store) is None  # queue empty
+    engine.dispose()
+
+
+def test_several_workers_never_run_one_check_twice(tmp_path: Path) -> None:
+    data = tmp_path / "serve"
+    token = new_token(data, "workers")
+    with running(data, {"NOSPY_WORKERS": "3"}) as server:
+        files = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+        ids = [submit(server.url, token, files).json()["id"] for _ in range(15)]
+        finished = [wait_finished(server.url, i) for i in ids]
+    assert {c["state"] for c in finished} == {"done"}
+    for c in finished:
+        assert c["attempts"] == 1
+        assert [e["text"] for e in c["events"]].count("started") == 1
