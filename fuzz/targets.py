@@ -15,13 +15,13 @@ from pathlib import Path
 from nospy import dsse, keys
 from nospy.agreement import from_payload
 from nospy.agreement.load import parse_yaml
+from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
+from nospy.deployment.placement import check_placement
+from nospy.deployment.residency import check_residency
 from nospy.errors import NospyError
 from nospy.firmware.unpack import Limits, open_data
 from nospy.firmware.unpack.base import Handler
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
-from nospy.deployment.placement import check_placement
-from nospy.deployment.residency import check_residency
 from nospy.ledger import checkpoint as ledger_checkpoint
 from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
@@ -78,6 +78,8 @@ def _unpack_with(handlers: tuple[Handler, ...]) -> Callable[[bytes], None]:
                 tree.read(entry.path, 1 << 20)
 
     return target
+
+
 def _inventory(data: bytes, name: str) -> None:
     check_placement(_PLACED, parse_inventory(data, name), parse_zones(b"", "z.yaml"), name)
 
