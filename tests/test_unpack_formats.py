@@ -18,7 +18,7 @@ Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
 
 # formats that do not store everything: what they drop is left out of the comparison
 _NO_MODES = {"romfs"}  # romfs keeps only an executable bit
-_EXTRA = {"ext2": {"/lost+found"}, "ext4": {"/lost+found"}}
+_EXTRA = {"ext2": {"/lost+found"}, "ext3": {"/lost+found"}, "ext4": {"/lost+found"}}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,8 @@ def test_format_round_trip(name: str, rootfs: Path, workdir: Path) -> None:
     tree = open_image(image)
     assert tree.issues == []
     assert tree.root_chain is not None and tree.root_chain.startswith(image.name + "!")
+    if name.startswith("ext"):
+        assert tree.root_chain == f"{image.name}!{name}@0x0"  # the label says which ext it is
     got = summary(tree, modes=name not in _NO_MODES)
     for extra in _EXTRA.get(name, set()):
         assert got.pop(extra)[0] == "dir"

@@ -122,6 +122,7 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
     "ubi": _ubi,
     "ubifs": lambda root, out: run("mkfs.ubifs", "-r", root, "-m", "2048", "-e", "126976", "-c", "64", "-o", out),
     "ext2": lambda root, out: run("genext2fs", "-d", root, "-b", "4096", "-U", out),
+    "ext3": lambda root, out: run("mke2fs", "-q", "-t", "ext3", "-E", "root_owner=0:0", "-d", root, out, "8M"),
     "ext4": lambda root, out: run("mke2fs", "-q", "-t", "ext4", "-E", "root_owner=0:0", "-d", root, out, "8M"),
     "cramfs": lambda root, out: run("mkfs.cramfs", root, out),
     "romfs": lambda root, out: run("genromfs", "-d", root, "-f", out),
