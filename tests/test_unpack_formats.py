@@ -162,3 +162,12 @@ def test_uimage_with_vendor_lzma_properties(workdir: Path) -> None:
     tree = open_image(uimage(packed, workdir / "vendor.uimage", "lzma"))
     assert tree.issues == []
     assert tree.read(f"{PREFIX}/uimage@0x0/lzma/data") == kernel
+
+
+def test_yaffs2_test_images_are_what_unyaffs_reads(rootfs: Path, workdir: Path) -> None:
+    """No Debian tool writes yaffs2, so the tests write it; Debian's unyaffs must read it back the same."""
+    image = build("yaffs2", rootfs, workdir)
+    out = workdir / "unyaffs-out"
+    run("unyaffs", image, out)
+    assert summary(DirectoryTree(out)) == summary(DirectoryTree(rootfs))
+    assert summary(open_image(image)) == summary(DirectoryTree(rootfs))

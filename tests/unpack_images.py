@@ -202,7 +202,7 @@ def yaffs2(root: Path, out: Path, page: int = 2048, spare: int = 64) -> None:
             st.st_mode, 0, 0, int(st.st_atime), int(st.st_mtime), int(st.st_ctime), size, -1, alias, 0,
             *([0] * 6), 0, 0, 0,
         )  # fmt: skip
-        chunks.append(chunk(header, oid, 0, 0))
+        chunks.append(chunk(header, oid, 0, 0xFFFF))  # mkyaffs2image's byte count of a header
         if kind == 1:
             content = path.read_bytes()
             for index, start in enumerate(range(0, len(content), page), 1):
