@@ -154,3 +154,27 @@ def test_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run(["ls", str(image), "--format", "json"]) == 0
     paths = {e["path"] for e in json.loads(capsys.readouterr().out)["entries"]}
     assert "/etc/bad\\xffname" in paths  # the listing shows them escaped
+
+
+def test_root_cannot_pass_its_files_off_as_the_unpackers(rootfs: Path) -> None:
+    """A root filesystem with its own /@image/... entry does not replace the kernel the unpacker found."""
+    kernel = b"the real kernel" * 100
+
+    def tar_with(spoof: str) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in sorted(rootfs.rglob("*")):
+                tar.add(path, path.relative_to(rootfs).as_posix(), recursive=False)
+            info = tarfile.TarInfo(spoof)
+            info.size = 18
+            tar.addfile(info, io.BytesIO(b"an innocent kernel"))
+        return buf.getvalue()
+
+    blob_at = len(tar_with("@image/placeholder"))  # a tar's size does not depend on its short names
+    root = tar_with(f"@image/xz@{blob_at:#x}/data")  # where the unpacker will show the real kernel
+    assert len(root) == blob_at
+    tree = open_data(root + lzma.compress(kernel), "spoof.bin")
+    assert tree.root_chain == "spoof.bin!tar@0x0"
+    path = f"/@image/xz@{blob_at:#x}/data"
+    assert tree.read(path) == kernel
+    assert f"{path}: a second entry with this path: not shown" in _messages(tree)

@@ -381,13 +381,16 @@ def open_data(
         root = scored[0]
     elif len(engine.mounts) == 1 and not engine.blobs and engine.mounts[0].rootable:
         root = engine.mounts[0]  # a lone filesystem or archive is its own root
+    # the unpacker's own entries first: a root filesystem that names a path under /@image itself
+    # (to pass its file off as the kernel, say) gets an issue, not the place
     for mount in engine.mounts:
-        at = "/" if mount is root else _chain_path(mount.chain)
-        tree._mount(at, mount.chain, mount.fs, mount.nodes)
-    if root is not None:
-        tree.root_chain = root.chain
+        if mount is not root:
+            tree._mount(_chain_path(mount.chain), mount.chain, mount.fs, mount.nodes)
     for chain, blob in engine.blobs:
         fs = _DataFile(blob)
         tree._mount(posixpath.join(_chain_path(chain), "data"), chain, fs, [("/", fs.root()[0], None)])
+    if root is not None:
+        tree._mount("/", root.chain, root.fs, root.nodes)
+        tree.root_chain = root.chain
     tree.issues.extend(engine.issues)
     return tree
