@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import lzma
+import signal
 import tarfile
 import zlib
 from pathlib import Path
@@ -178,3 +179,13 @@ def test_root_cannot_pass_its_files_off_as_the_unpackers(rootfs: Path) -> None:
     path = f"/@image/xz@{blob_at:#x}/data"
     assert tree.read(path) == kernel
     assert f"{path}: a second entry with this path: not shown" in _messages(tree)
+
+
+def test_time_limit_alarm_is_always_disarmed(rootfs: Path, workdir: Path) -> None:
+    """Alarms landing in the watchdog's own set-up or clean-up must not leave a timer running."""
+    before = signal.getsignal(signal.SIGALRM)
+    image = build("squashfs-gzip", rootfs, workdir).read_bytes()
+    for _ in range(100):
+        open_data(image, "fast.sqfs", Limits(timeout=1e-6))
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == before

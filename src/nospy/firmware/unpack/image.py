@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import inspect
 import io
 import mmap
 import posixpath
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO
 
 from nospy.errors import InputError
@@ -318,22 +320,28 @@ def watchdog(seconds: float) -> Iterator[None]:
     The budget's own time checks cover nospy's loops; a library looping inside itself is only stopped
     by a signal. Signals reach the main thread only, so elsewhere the budget checks are all there is.
     The alarm repeats: a library that swallows the first exception (``except Exception``) gets
-    another until control is back here.
+    another until control is back here. An alarm that lands in this function's own set-up or
+    clean-up (or in contextlib's code around it) is ignored, so the timer is always disarmed.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if frame is not None and (frame.f_code is _WATCHDOG_CODE or frame.f_code.co_filename == contextlib.__file__):
+            return  # the repeat comes back once the guarded code runs again
         raise LimitError(f"time limit of {seconds:g} s reached")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
     try:
+        signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+_WATCHDOG_CODE = inspect.unwrap(watchdog).__code__
 
 
 def open_image(path: Path, limits: Limits | None = None, handlers: Sequence[Handler] | None = None) -> ImageTree:
