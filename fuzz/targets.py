@@ -25,6 +25,9 @@ from nospy.firmware.unpack.handlers import HANDLERS
 from nospy.ledger import checkpoint as ledger_checkpoint
 from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
+from nospy.traffic import read as traffic_read
+from nospy.traffic.dns import parse_response
+from nospy.traffic.interface import Reader
 
 _VKEY = keys.parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
 
@@ -78,6 +81,29 @@ def _unpack_with(handlers: tuple[Handler, ...]) -> Callable[[bytes], None]:
                 tree.read(entry.path, 1 << 20)
 
     return target
+
+
+def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
+    def target(data: bytes) -> None:
+        import numpy as np
+
+        reader().read(np.frombuffer(data, dtype=np.uint8))
+
+    return target
+
+
+def traffic_dns_response(data: bytes) -> None:
+    parse_response(data)
+
+
+def traffic_any(data: bytes) -> None:
+    """Detection by content, with gzip-compressed input first decompressed."""
+    traffic_read.read_bytes(data)
+
+
+TRAFFIC_TARGETS = {f"traffic_{r.NAME.replace('-', '_')}": _traffic(r) for r in traffic_read.READERS}
+TRAFFIC_TARGETS["traffic_any"] = traffic_any
+TRAFFIC_TARGETS["traffic_dns_response"] = traffic_dns_response
 
 
 def _inventory(data: bytes, name: str) -> None:
@@ -151,7 +177,60 @@ def witness_add_checkpoint(data: bytes) -> None:
     assert _WITNESS.add_checkpoint(data).status in {200, 400, 403, 404, 409, 422}
 
 
+def firmware_accounts(data: bytes) -> None:
+    from nospy.firmware import accounts
+
+    text = _text(data)
+    accounts.parse_passwd(text)
+    accounts.parse_shadow(text)
+    accounts.parse_htpasswd(text)
+
+
+def firmware_inittab(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    boot.parse_inittab(_text(data))
+
+
+def firmware_init_script(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    boot.parse_script(_text(data))
+
+
+def firmware_service_configs(data: bytes) -> None:
+    from nospy.firmware import boot
+
+    text = _text(data)
+    boot.parse_inetd(text)
+    boot.parse_xinetd(text)
+    boot.parse_systemd_unit(text)
+    boot.parse_crontab(text, with_user=True)
+
+
+def firmware_keys(data: bytes) -> None:
+    from nospy.firmware import keys
+
+    keys.find_private_keys(data, "fuzz.p12")
+    keys.parse_authorized_keys(_text(data))
+
+
+def firmware_elf(data: bytes) -> None:
+    from nospy.firmware import listeners
+
+    listeners.read_elf(data, "fuzz.elf")
+
+
+def firmware_strings(data: bytes) -> None:
+    from nospy.firmware import credentials, endpoints
+
+    text = _text(data)
+    credentials.find_credentials(text, binary=False)
+    endpoints.find_endpoints(text)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    **TRAFFIC_TARGETS,
     "agreement_yaml": agreement_yaml,
     "agreement_payload": agreement_payload,
     "dsse_envelope": dsse_envelope,
@@ -175,4 +254,11 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "tlog_proof": tlog_proof,
     "release_manifest": release_manifest,
     "witness_add_checkpoint": witness_add_checkpoint,
+    "firmware_accounts": firmware_accounts,
+    "firmware_inittab": firmware_inittab,
+    "firmware_init_script": firmware_init_script,
+    "firmware_service_configs": firmware_service_configs,
+    "firmware_keys": firmware_keys,
+    "firmware_elf": firmware_elf,
+    "firmware_strings": firmware_strings,
 }

@@ -15,15 +15,54 @@ from nospy.errors import NospyError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import contextlib
+import gzip
 
 import targets
+
+from traffic_tools import ipfix_message, v5_datagram, v9_packet
+from traffic_tools import template as flow_template
+
+_TRAFFIC = Path(__file__).resolve().parents[2] / "shared" / "traffic"
+
+
+def _sample(name: str, size: int) -> bytes:
+    path = _TRAFFIC / name
+    return path.read_bytes()[:size] if path.exists() else b""
+
+
+_T5 = flow_template(256, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4), (22, 4), (21, 4)])
+_R5 = bytes(range(25))
 
 _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 _DEPLOYMENT = Path(__file__).resolve().parent / "data" / "deployment"
 # a checkpoint of a 2-entry log ("d", "e") signed with the signed-note vector key above
 _CHECKPOINT = "PeterNeumann\n2\noC0T2p7jrhuFplnk3f2HWD47MBbx2LewPQf6gaa5qEc=\n\n\u2014 PeterNeumann x08go1PXJAkKd/de4PCXNyZQIejNGLM1/9K5i6vPiL1YTLMJ5iU/Wr8vK7AYgU32sAFbhSqLsqX7Osxbkax0QMVQuQA=\n"
+_FIRMWARE_KEY = (
+    b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIGm3rWb0xC0Y9zFJrZVgfgMBl2zNNcLqSu4cX6Kc3aZ+oAoGCCqGSM49\n"
+    b"AwEHoUQDQgAE3N5y0Ue4GcYKNCvY7FS3RrkE6WjNq6u4pUXG9y9pcVXb3f0fYwRb\nPQ6QkGm2kUf9ib6Nm0RxxwDuE8b3CGDAjA==\n"
+    b"-----END EC PRIVATE KEY-----\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x\n"
+)
 
 SEEDS = {
+    "traffic_dns_response": bytes.fromhex("abcd81800001000200000000")
+    + b"\x03www\x07example\x00\x00\x01\x00\x01"
+    + b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x06\x03cdn\xc0\x10"
+    + b"\xc0\x29\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0d\xe8\x00\x01",
+    "traffic_any": gzip.compress(b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12])),
+    "traffic_pcap": _sample("zeek_wikipedia.pcap", 3000),
+    "traffic_pcapng": _sample("zeek_redis_django-cloud.pcapng", 3000),
+    "traffic_netflow_v5": v5_datagram([("10.0.0.1", "13.232.0.1", 1000, 443, 6, 7, 700)] * 2),
+    "traffic_netflow_v9": v9_packet([(0, _T5), (256, _R5 * 2)]),
+    "traffic_ipfix": ipfix_message([(2, flow_template(256, [(8, 4), (12, 4), (96, 0xFFFF), (1, 4)]))])
+    + ipfix_message([(256, b"\x0a\0\0\x01\x0d\xe8\0\x01\x02hi\0\0\0\x05" * 2)]),
+    "traffic_zeek_conn": b"\n".join(_sample("zat_conn.log", 4000).split(b"\n")[:12]),
+    "traffic_zeek_conn_json": b'{"ts":1.5,"id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"13.232.0.1","id.resp_p":443,'
+    b'"proto":"tcp","orig_pkts":2,"orig_ip_bytes":100,"resp_pkts":1,"resp_ip_bytes":60}\n',
+    "traffic_suricata_eve": b'{"event_type":"flow","src_ip":"10.0.0.2","dest_ip":"13.232.1.1","src_port":1,"dest_port":443,'
+    b'"proto":"TCP","flow":{"pkts_toserver":1,"bytes_toserver":60,"start":"2024-01-01T00:00:00+0000"}}\n'
+    b'{"event_type":"dns","dns":{"answers":[{"rrname":"a.example","rrtype":"A","rdata":"13.232.1.1"}]}}\n',
+    "traffic_nfdump_csv": b"ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt\n"
+    b"2024-01-01 00:00:00,2024-01-01 00:00:01,1.0,10.0.0.1,13.232.0.1,1,443,TCP,......,0,0,2,100,0,0\nSummary\n",
     "agreement_yaml": template().encode(),
     "agreement_payload": b'{"nospy":1,"id":"a","title":"t","vendor":"v","customer":"c","services":[{"name":"s","port":22}]}',
     "dsse_envelope": b'{"payload":"e30=","payloadType":"t","signatures":[{"keyid":"k","sig":"AAAA"}]}',
@@ -36,6 +75,22 @@ SEEDS = {
     "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
     "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
     "upload_filename": b"../../etc/passwd\\..\\x\x00\x1b[31m.yaml",
+    "firmware_accounts": b"root:x:0:0:root:/root:/bin/sh\nroot:$1$ab$cdefghijklmnopqrstuvw.:19000:0:99999:7:::\nadmin:$apr1$x$y\n",
+    "firmware_inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::askfirst:-/bin/sh\n::respawn:/sbin/getty -L ttyS0 115200\n",
+    "firmware_init_script": (
+        b"#!/bin/sh\nPORT=23\nx=`cat /etc/f`\ncase $1 in start) telnetd -l /bin/sh -p $PORT & ;; esac\n"
+        b"cat <<EOF\nhello\nEOF\nstart-stop-daemon -S -x /sbin/d -- -p 1 2>/dev/null | nc -l -p 9 -e sh\n"
+    ),
+    "firmware_service_configs": (
+        b"telnet stream tcp nowait root /usr/sbin/telnetd telnetd -l /bin/sh\nservice tftp\n{\n server = /sbin/tftpd\n}\n"
+        b"[Service]\nExecStart=/usr/sbin/dropbear -F\n@reboot root nc -l -p 1 -e /bin/sh\n"
+    ),
+    "firmware_keys": _FIRMWARE_KEY,
+    "firmware_elf": Path("/usr/bin/dropbearkey").read_bytes()[:4096],
+    "firmware_strings": (
+        b"echo \"root:pw1234\" | chpasswd\ncurl -u a:b https://x.example.cn/\noption password 's3cr3t!'\n"
+        b"http://u:p@8.8.8.8:80/ pool.ntp.org 203.0.113.9 version 1.2.3.4\n"
+    ),
     "signed_note": "text\n\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n".encode(),
     "log_checkpoint": _CHECKPOINT.encode(),
     "cosigner_key": b"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",

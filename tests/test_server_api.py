@@ -147,8 +147,8 @@ def test_bad_input_is_refused_at_upload_with_its_reason(server: Server, token: s
     r = submit(server.url, token, [*_agreement(), ("keys", ("k.vkey", b"not a key"))])
     assert r.status_code == 422
     # evidence kinds whose sources this build lacks are named, not silently dropped
-    r = submit(server.url, token, [*_agreement(), ("traffic", ("c.pcap", b"\xd4\xc3\xb2\xa1"))])
-    assert r.status_code == 422 and "traffic evidence is not supported" in r.json()["detail"]
+    r = submit(server.url, token, [*_agreement(), ("log", ("image.tlog-proof", b"proof"))])
+    assert r.status_code == 422 and "log evidence is not supported" in r.json()["detail"]
 
 
 def test_untrusted_text_is_escaped_on_pages(server: Server, token: str) -> None:

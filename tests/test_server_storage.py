@@ -144,13 +144,13 @@ def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path:
             c.files = [File(role=r, name=n, sha256=d, size=size) for r, n, d in files]
             s.add(c)
 
-    queue("a" * 32, [("agreement", "agreement.yaml", agreement), ("firmware", "router.bin", image)])
+    queue("a" * 32, [("agreement", "agreement.yaml", agreement), ("log", "router.tlog-proof", image)])
     assert run_one(sessions, store) == "a" * 32
     with sessions() as s:
         c = s.get(Check, "a" * 32)
         assert c is not None and c.state == "failed"
-        assert c.error == "firmware evidence is not supported by this build of nospy yet"
-        assert f"verifying firmware router.bin (sha256 {image[:12]}…)" in [e.text for e in c.events]
+        assert c.error == "log evidence is not supported by this build of nospy yet"
+        assert f"verifying log router.tlog-proof (sha256 {image[:12]}…)" in [e.text for e in c.events]
 
     # a stored file that changed on disk is refused, not checked
     store.path(agreement).write_bytes(EXAMPLE_AGREEMENT.read_bytes().replace(b"IN", b"SG"))

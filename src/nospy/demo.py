@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 from nospy import agreement as agr
 from nospy import dsse
 from nospy._fileio import write_atomic
+from nospy.agreement import Agreement
 from nospy.errors import InputError, VerificationError
-from nospy.evidence import build_sources
+from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Target
+from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example
 from nospy.keys import generate
-from nospy.report import html
+from nospy.report import Format, html, render
 from nospy.verify import check
 
 
@@ -81,13 +84,48 @@ def run_demo(out: Path, examples: Path | None = None, say: Callable[[str], None]
         result.ok = False
         step("tamper check FAILED: a changed agreement still verified")
     (out / "agreement.canonical.json").write_text(json.dumps(json.loads(agr.canonical_json(agreement)), indent=2))
+    _check_example_image(
+        out, examples, agreement, signed_by=[vendor.verifier.label, customer.verifier.label], result=result, step=step
+    )
+    return result
 
-    # The example check: the evidence sources fill it as they land; until then every clause that
-    # needs evidence is reported not-checked.
-    sources = build_sources({})
-    report = check(agreement, sources, Target(path=str(signed)), [vendor.verifier.label, customer.verifier.label])
+
+def _check_example_image(
+    out: Path,
+    examples: Path,
+    agreement: Agreement,
+    *,
+    signed_by: list[str],
+    result: DemoResult,
+    step: Callable[[str], None],
+) -> None:
+    """Build the example firmware (Debian packages + a planted backdoor) and check it against the agreement."""
+    root = out / "rx200-rootfs"
+    if root.exists():
+        shutil.rmtree(root)
+    build_example(root)
+    step(f"example firmware: {root} (BusyBox, Dropbear, OpenSSL from Debian; backdoor planted in {EXAMPLE_BACKDOOR})")
+    evidence = {
+        "firmware": [root],
+        "inventory": [examples / "devices.csv"],
+        "infrastructure": [examples / "plan.json"],
+    }
+    report = check(
+        agreement,
+        build_sources(evidence, SourceOptions(zones=examples / "zones.yaml")),
+        Target(path=str(examples / "agreement.yaml")),
+        signed_by,
+    )
+    write_atomic(out / "check.json", render(report, Format.JSON).encode())
+    verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
+    step(f"check against firmware, inventory and Terraform plan: {verdicts}")
+    caught = [f for f in report.findings if f.path == EXAMPLE_BACKDOOR and f.rule == "service.shell-bind"]
+    if caught:
+        f = caught[0]
+        step(f"caught the planted backdoor: {f.rule} at {f.location}:{f.line}: {f.message}")
+    else:  # pragma: no cover - would mean the firmware checks miss the example's backdoor
+        result.ok = False
+        step("FAILED: the planted backdoor was not found")
     result.report = out / "report.html"
     write_atomic(result.report, html.render(report).encode())
-    verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
-    step(f"checked: {verdicts}; HTML report: {result.report}")
-    return result
+    step(f"HTML report: {result.report}")

@@ -13,6 +13,12 @@ from pathlib import Path
 
 from nospy.deployment.sources import sources_for as deployment_sources
 from nospy.errors import InputError
+from nospy.firmware.geo import as_country_lookup
+from nospy.firmware.scan import FirmwareSource
+from nospy.keys import VerifierKey
+from nospy.ledger.source import ReleaseLogSource
+from nospy.traffic.geo import open_geolocator
+from nospy.traffic.rules import sources_for as traffic_sources
 from nospy.verify import EvidenceSource
 
 __all__ = ["Kind", "SourceOptions", "build_sources"]
@@ -31,6 +37,10 @@ class SourceOptions:
     """Settings that shape how evidence is read (not evidence themselves)."""
 
     zones: Path | None = None  # maps an inventory's roles, sites and tags to network zones
+    log: str | None = None  # transparency log (folder or URL) that must hold each firmware image's release
+    log_key: VerifierKey | None = None  # the log's checkpoint key
+    geoip: Path | None = None  # MaxMind DB file for traffic geolocation (default: tor-geoipdb)
+    traffic_local: tuple[str, ...] = ()  # CIDRs of the customer's own networks: flows to them are not egress
 
 
 def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions | None = None) -> list[EvidenceSource]:
@@ -45,9 +55,20 @@ def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions |
             raise InputError(f"unknown evidence kind {name!r} (known: {', '.join(Kind)})") from None
         if paths:
             by_kind.setdefault(kind, []).extend(paths)
+    firmware = by_kind.pop(Kind.FIRMWARE, [])
     sources: list[EvidenceSource] = []
+    if firmware:
+        # hard-coded addresses are placed in countries by the same database as traffic
+        geo = as_country_lookup(open_geolocator(options.geoip))
+        sources += [FirmwareSource(path, geo=geo) for path in firmware]
+    if options.log is not None:
+        if options.log_key is None:
+            raise InputError("a transparency log is trusted only under its key: give --log-key")
+        sources.append(ReleaseLogSource(options.log, options.log_key, firmware))
     # deployment: every inventory file is one network (shares are computed over all of them together)
     sources += deployment_sources(by_kind.pop(Kind.INVENTORY, []), options.zones, by_kind.pop(Kind.INFRASTRUCTURE, []))
+    # traffic: one source per capture; DNS answers in any of them name the addresses in all
+    sources += traffic_sources(by_kind.pop(Kind.TRAFFIC, []), options.geoip, options.traffic_local)
     for kind in by_kind:
         raise InputError(f"{kind.value} evidence is not supported by this build of nospy yet")
     return sources

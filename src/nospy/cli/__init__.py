@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _ls, _serve
+from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _ls, _scan, _serve, _traffic
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -48,6 +48,9 @@ app.command("demo")(_demo.demo)
 app.command("ls")(_ls.ls)
 app.command("serve")(_serve.serve)
 _ledger.register(app)
+app.command("scan")(_scan.scan)
+app.command("diff")(_scan.diff)
+app.command("traffic")(_traffic.traffic)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,9 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed; repeat for each party."
     ),
+    firmware: list[Path] = typer.Option(
+        [], "--firmware", help="Firmware image or extracted root filesystem folder; repeatable."
+    ),
     inventory: list[Path] = typer.Option(
         [], "--inventory", help="Network inventory: NetBox CSV export or API JSON, plain CSV or YAML (repeatable)."
     ),
@@ -31,6 +34,13 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
         "--infrastructure",
         help="Terraform plan or state: `terraform show -json` output, or a state file (repeatable).",
     ),
+    traffic: list[Path] = typer.Option([], "--traffic", help="A capture or flow log (pcap, NetFlow, Zeek ...)."),
+    traffic_local: list[str] = typer.Option([], "--traffic-local", help="CIDR of the customer's own network."),
+    geoip: Path | None = typer.Option(None, "--geoip", help="MaxMind DB file for --traffic (default tor-geoipdb)."),
+    log: str | None = typer.Option(
+        None, "--log", help="Transparency log (folder or URL) that must hold every --firmware image's release."
+    ),
+    log_key: Path | None = typer.Option(None, "--log-key", help="The log's verifier key (.vkey), for --log."),
     fmt: Format = typer.Option(Format.TABLE, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report here (default: standard output)."
@@ -48,8 +58,14 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
             "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
         )
     sources = build_sources(
-        {"inventory": inventory, "infrastructure": infrastructure},
-        SourceOptions(zones=zones),
+        {"firmware": firmware, "inventory": inventory, "infrastructure": infrastructure, "traffic": traffic},
+        SourceOptions(
+            zones=zones,
+            log=log,
+            log_key=read_verifier_key(log_key) if log_key is not None else None,
+            geoip=geoip,
+            traffic_local=tuple(traffic_local),
+        ),
     )
     report = run_check(
         parsed,

@@ -8,7 +8,6 @@ evidence (checkpoint, index, proof), so the verdict can be re-checked offline.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,20 +17,10 @@ from nospy.findings import Finding, Source
 from nospy.keys import VerifierKey
 from nospy.ledger.find import find_release
 from nospy.ledger.interface import open_source
+from nospy.ledger.release import sha256_file
 from nospy.verify import Progress, SourceResult
 
 __all__ = ["ReleaseLogSource"]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 class ReleaseLogSource:
@@ -55,7 +44,7 @@ class ReleaseLogSource:
         found: dict[str, object] = {}
         for image in self.images:
             progress(f"looking up {image.name} in {self.log}")
-            digest = _sha256_file(image)
+            digest = sha256_file(image)
             evidence = find_release(source, self.log_key, digest)
             if evidence is None:
                 found[image.name] = None

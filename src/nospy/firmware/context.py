@@ -1,0 +1,159 @@
+"""What every firmware detector is handed: the tree, the agreement, the facts found so far.
+
+A detector is declared data (`Detector`: name, the rules it may emit, why, references) plus one
+function. Detectors run in the order of `nospy.firmware.scan.DETECTORS`; a later one reads the facts
+of an earlier one from the context (the listener check reads the services found at boot) instead of
+re-computing them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nospy.agreement.schema import Agreement
+from nospy.errors import InputError
+from nospy.findings import ErrorEntry, Finding
+from nospy.firmware.geo import CountryLookup
+from nospy.firmware.tree import Entry, EntryType, FileTree
+
+__all__ = ["MAX_READ", "Context", "Detector", "Evidence", "is_doc", "text_lines"]
+
+# Larger files are read only up to this many bytes: firmware parts worth reading (scripts, configs,
+# daemons, libraries) are far smaller, and a multi-gigabyte blob must not exhaust memory.
+MAX_READ = 32 * 1024 * 1024
+
+# Folders and names that hold documentation: passwords and hosts mentioned there are prose.
+_DOC_DIRS = (
+    "/usr/share/doc/",
+    "/usr/share/man/",
+    "/usr/share/info/",
+    "/usr/share/common-licenses/",
+    "/usr/share/licenses/",
+)
+_DOC_NAMES = ("readme", "license", "licence", "copying", "changelog", "changes", "news", "authors", "notice")
+_DOC_EXTS = (".md", ".txt", ".rst", ".html", ".htm", ".pdf", ".1", ".5", ".8", ".gz", ".info")
+
+
+_STRINGS = re.compile(rb"[\x20-\x7e]{6,}")
+
+
+def is_doc(path: str) -> bool:
+    """True for documentation files: their words describe things, they do not configure them."""
+    if path.startswith(_DOC_DIRS):
+        return True
+    base = posixpath.basename(path).lower()
+    return base.startswith(_DOC_NAMES) or base.endswith(_DOC_EXTS)
+
+
+def text_lines(data: bytes) -> list[str]:
+    """Lines of a text file, decoded without failing (firmware configs are rarely clean UTF-8)."""
+    return data.decode("latin-1").splitlines()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a fact was seen: device path, container location, line (1-based) or byte offset."""
+
+    path: str
+    location: str
+    line: int | None = None
+    offset: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"path": self.path, "location": self.location, "line": self.line, "offset": self.offset}
+
+
+@dataclass
+class Context:
+    tree: FileTree
+    agreement: Agreement | None
+    geo: CountryLookup | None = None
+    rules_dirs: list[Path] = field(default_factory=list)
+    errors: list[ErrorEntry] = field(default_factory=list)
+    facts: dict[str, list[Any]] = field(default_factory=dict)
+    _cache: dict[str, bytes | None] = field(default_factory=dict)
+    _strings: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    _files: list[Entry] | None = None
+
+    def files(self) -> list[Entry]:
+        """Every regular file of the tree, once."""
+        if self._files is None:
+            self._files = [e for e in self.tree.entries() if e.type is EntryType.FILE]
+        return self._files
+
+    def entry(self, path: str) -> Entry | None:
+        real = self.tree.resolve(path)
+        return self.tree.get(real) if real else None
+
+    def read(self, path: str) -> bytes | None:
+        """The content of the file at ``path`` (symlinks followed), or ``None`` with an error entry."""
+        if path in self._cache:
+            return self._cache[path]
+        data: bytes | None
+        try:
+            data = self.tree.read(path, MAX_READ)
+        except InputError as exc:
+            entry = self.tree.get(path)
+            if entry is not None and entry.type is EntryType.FILE:  # missing files are simply absent
+                self.error(path, str(exc))
+            data = None
+        except OSError as exc:
+            self.error(path, exc.strerror or str(exc))
+            data = None
+        self._cache[path] = data
+        return data
+
+    def strings(self, path: str, data: bytes) -> list[tuple[int, str]]:
+        """(offset, text) of the printable ASCII runs of a binary file, as strings(1) -n 6; computed once."""
+        if path not in self._strings:
+            self._strings[path] = [(m.start(), m.group().decode("ascii")) for m in _STRINGS.finditer(data)]
+        return self._strings[path]
+
+    def exists(self, path: str) -> bool:
+        entry = self.entry(path)
+        return entry is not None and entry.type is EntryType.FILE
+
+    def evidence(self, path: str, line: int | None = None, offset: int | None = None) -> Evidence:
+        entry = self.tree.get(path)
+        location = entry.location if entry is not None else f"{self.tree.name}!{path}"
+        return Evidence(path, location, line, offset)
+
+    def error(self, path: str | None, message: str) -> None:
+        self.errors.append(ErrorEntry(source=f"firmware:{self.tree.name}", location=path, message=message))
+
+    def texts(self, predicate: Callable[[Entry], bool]) -> Iterator[tuple[Entry, bytes]]:
+        """Files chosen by ``predicate`` with their content, unreadable ones skipped (error entries)."""
+        for entry in self.files():
+            if predicate(entry):
+                data = self.read(entry.path)
+                if data is not None:
+                    yield entry, data
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A declared detector: what it looks for, which rules it may emit, and the sources it rests on."""
+
+    name: str
+    rules: tuple[str, ...]
+    rationale: str
+    references: tuple[str, ...]
+    run: Callable[[Context], list[Finding]]
+
+
+def finding(rule_id: str, message: str, ev: Evidence, **evidence: Any) -> Finding:
+    """A finding located by ``ev``, with ``evidence`` as its evidence object."""
+    return Finding.of(
+        rule_id,
+        message,
+        path=ev.path,
+        location=ev.location,
+        line=ev.line,
+        offset=ev.offset,
+        evidence={k: v for k, v in evidence.items() if v is not None},
+    )

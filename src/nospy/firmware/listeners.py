@@ -1,0 +1,167 @@
+"""Programs that listen on the network and can run commands, read from their ELF imports.
+
+A dynamically linked executable that imports ``bind``, ``listen`` and ``accept`` and also one of
+``execve``/``system``/``popen`` (and friends) can serve a remote shell; when no declared service
+accounts for it, that is a `binary.listener` finding. Statically linked programs have no imports
+to read: they are listed as not analysed rather than guessed at. ELF is read with pyelftools
+(System V ABI, ELF gABI: ``.dynsym`` undefined symbols).
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from nospy.errors import InputError
+from nospy.findings import Finding
+from nospy.firmware.context import Context, Detector, finding
+
+__all__ = ["LISTENERS", "ElfInfo", "read_elf"]
+
+NET = frozenset({"bind", "listen"})
+ACCEPT = frozenset({"accept", "accept4"})
+_LIBRARY = re.compile(r"^(?:lib|ld-).*\.so(?:\.[\d.]+)?$")
+MAX_ELF = 512 << 20  # larger "programs" are not read whole (a browser engine, a firmware blob)
+EXEC = frozenset(
+    {
+        "execve",
+        "execl",
+        "execlp",
+        "execle",
+        "execv",
+        "execvp",
+        "execvpe",
+        "system",
+        "popen",
+        "posix_spawn",
+        "posix_spawnp",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ElfInfo:
+    machine: str
+    executable: bool  # an executable (has an interpreter or is ET_EXEC), not a shared library
+    static: bool
+    imports: frozenset[str]
+    needed: tuple[str, ...]
+
+
+def read_elf(data: bytes, name: str = "ELF", symbols: bool = True) -> ElfInfo:
+    """Imports and kind of one ELF file; `InputError` if it is not a readable ELF."""
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        interp = any(seg["p_type"] == "PT_INTERP" for seg in elf.iter_segments())
+        dynamic = elf.get_section_by_name(".dynamic")
+        executable = interp or elf["e_type"] == "ET_EXEC"
+        if not executable or not symbols:  # libraries export these names; only programs are read
+            return ElfInfo(str(elf["e_machine"]), executable, dynamic is None, frozenset(), ())
+        imports: set[str] = set()
+        dynsym = elf.get_section_by_name(".dynsym")
+        if isinstance(dynsym, SymbolTableSection):
+            for sym in dynsym.iter_symbols():
+                if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
+                    imports.add(sym.name.split("@", 1)[0])
+        needed: list[str] = []
+        if dynamic is not None and hasattr(dynamic, "iter_tags"):
+            needed = [t.needed for t in dynamic.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+        return ElfInfo(
+            str(elf["e_machine"]),
+            executable,
+            dynamic is None,
+            frozenset(imports),
+            tuple(needed),
+        )
+    except (
+        ELFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        TypeError,
+        OverflowError,
+        AssertionError,
+    ) as exc:
+        raise InputError(f"{name}: unreadable ELF ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Listener:
+    path: str
+    network: tuple[str, ...]
+    runs: tuple[str, ...]
+
+    def summary(self) -> dict[str, object]:
+        return {"path": self.path, "network": list(self.network), "runs": list(self.runs)}
+
+
+def _run(ctx: Context) -> list[Finding]:
+    listeners: list[Listener] = []
+    static = 0
+    for entry in ctx.files():
+        if entry.size < 64:
+            continue
+        data = ctx.read(entry.path)
+        if data is None or data[:4] != b"\x7fELF":
+            continue
+        if b"\x00listen\x00" not in data or b"\x00bind\x00" not in data:
+            continue  # the names are not even in its string table: no need to parse it
+        if _LIBRARY.search(posixpath.basename(entry.path)):
+            continue  # libc.so.6 has an interpreter too (it prints its version), but it is a library
+        if len(data) < entry.size <= MAX_ELF:  # the cache holds a prefix; section tables sit at the end
+            try:
+                data = ctx.tree.read(entry.path)
+            except InputError as exc:
+                ctx.error(entry.path, str(exc))
+                continue
+        try:
+            info = read_elf(data, entry.path)
+        except InputError as exc:
+            ctx.error(entry.path, str(exc))
+            continue
+        if not info.executable:
+            continue
+        if info.static:
+            static += 1
+            continue
+        if info.imports >= NET and info.imports & ACCEPT and info.imports & EXEC:
+            net = tuple(sorted(info.imports & (NET | ACCEPT)))
+            listeners.append(Listener(entry.path, net, tuple(sorted(info.imports & EXEC))))
+    ctx.facts["listeners"] = listeners
+    ctx.facts["static_binaries"] = [static]
+    if ctx.agreement is None or ctx.agreement.services is None:
+        return []
+    declared = {posixpath.basename(s.program) for s in ctx.agreement.services if s.program}
+    findings = []
+    for lst in listeners:
+        if posixpath.basename(lst.path) in declared:
+            continue
+        findings.append(
+            finding(
+                "binary.listener",
+                f"{lst.path} can listen ({', '.join(lst.network)}) and run commands ({', '.join(lst.runs)}); "
+                "no declared service accounts for it",
+                ctx.evidence(lst.path),
+                **lst.summary(),
+            )
+        )
+    return findings
+
+
+LISTENERS = Detector(
+    name="listeners",
+    rules=("binary.listener",),
+    rationale="A program that accepts connections and starts processes is a remote shell waiting for a trigger.",
+    references=(
+        "https://refspecs.linuxfoundation.org/elf/gabi4+/ch5.dynamic.html",
+        "https://github.com/eliben/pyelftools",
+    ),
+    run=_run,
+)

@@ -1,0 +1,177 @@
+"""Firmware evidence: every detector over one image's tree, as an evidence source for ``nospy check``.
+
+`DETECTORS` is the one registry: order matters where a detector reads an earlier one's facts
+(listeners read the services started at boot). One detector failing on unexpected input becomes an
+error entry; the others still run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nospy.agreement.schema import Agreement, Clause
+from nospy.errors import InputError, NospyError
+from nospy.findings import ErrorEntry, Finding, Report, Source, Target
+from nospy.firmware import accounts, backdoors, components, credentials, endpoints, keys, listeners, services
+from nospy.firmware.context import Context, Detector
+from nospy.firmware.geo import CountryLookup
+from nospy.firmware.tree import DirectoryTree, FileTree
+from nospy.verify import Progress, SourceResult, check, verdicts
+
+__all__ = ["DETECTORS", "FirmwareSource", "ScanResult", "open_tree", "scan_report", "scan_tree"]
+
+DETECTORS: tuple[Detector, ...] = (
+    accounts.DETECTOR,
+    services.SERVICES,
+    services.CONSOLES,
+    keys.KEYS,
+    credentials.CREDENTIALS,
+    backdoors.BACKDOORS,
+    listeners.LISTENERS,
+    endpoints.ENDPOINTS,
+    components.COMPONENTS,
+)
+
+
+def open_tree(path: Path) -> FileTree:
+    """A root filesystem folder as it is; an image file through the unpacker."""
+    if path.is_dir():
+        return DirectoryTree(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    try:
+        # imported by name when needed: folders must scan without the unpacker's dependencies loaded
+        unpack = importlib.import_module("nospy.firmware.unpack")
+    except ModuleNotFoundError as exc:
+        if exc.name != "nospy.firmware.unpack":
+            raise
+        raise InputError(
+            f"{path}: image unpacking not available in this build; extract the root filesystem and scan the folder"
+        ) from None
+    open_image: Callable[[Path], FileTree] = unpack.open_image
+    return open_image(path)
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    errors: list[ErrorEntry]
+    facts: dict[str, list[object]] = field(default_factory=dict)
+    checked: set[Clause] = field(default_factory=set)
+
+
+def _checked(agreement: Agreement | None, geo: CountryLookup | None) -> set[Clause]:
+    """Clauses a firmware scan tests: the implied backdoor clause, and the sections it can compare."""
+    out = {Clause.BACKDOORS}
+    if agreement is None:
+        return out
+    for clause, present in (
+        (Clause.ACCOUNTS, agreement.accounts is not None),
+        (Clause.SERVICES, agreement.services is not None),
+        (Clause.ENDPOINTS, agreement.endpoints is not None),
+        (Clause.KEYS, agreement.keys is not None),
+        (Clause.DATA, agreement.data is not None and geo is not None),
+    ):
+        if present:
+            out.add(clause)
+    return out
+
+
+def scan_tree(
+    tree: FileTree,
+    agreement: Agreement | None = None,
+    *,
+    rules_dirs: Sequence[Path] = (),
+    geo: CountryLookup | None = None,
+    progress: Progress = lambda _: None,
+    detectors: Sequence[Detector] = DETECTORS,
+) -> ScanResult:
+    ctx = Context(tree, agreement, geo, list(rules_dirs))
+    findings: list[Finding] = []
+    for d in detectors:
+        progress(f"firmware: {d.name}")
+        try:
+            findings.extend(d.run(ctx))
+        except NospyError as exc:
+            ctx.error(None, f"{d.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one failing detector must not stop the scan
+            ctx.error(None, f"{d.name}: internal error {type(exc).__name__}: {exc}")
+    for issue in tree.issues:
+        ctx.errors.append(ErrorEntry(source=f"firmware:{tree.name}", location=issue.chain, message=issue.message))
+    return ScanResult(findings, ctx.errors, ctx.facts, _checked(agreement, geo))
+
+
+def _inventory(facts: dict[str, list[object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in ("accounts", "services", "keys", "endpoints", "components", "listeners"):
+        items = facts.get(name, [])
+        out[name] = [i.summary() if hasattr(i, "summary") else i for i in items]
+    return out
+
+
+@dataclass
+class FirmwareSource:
+    """A firmware image or root filesystem folder as an `nospy.verify.EvidenceSource`."""
+
+    path: Path
+    rules_dirs: Sequence[Path] = ()
+    geo: CountryLookup | None = None
+    tree: FileTree | None = None  # already opened (``nospy scan`` opens first so a bad path is exit 2)
+    last: ScanResult | None = None
+
+    @property
+    def label(self) -> str:
+        return f"firmware:{self.path.name}"
+
+    def collect(self, agreement: Agreement | None, progress: Progress) -> SourceResult:
+        if self.rules_dirs:
+            backdoors.compile_rules(tuple(self.rules_dirs))  # a user's rule that does not compile is bad input
+        tree = self.tree or open_tree(self.path)
+        self.last = scan_tree(tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress)
+        return SourceResult(
+            source=Source(kind="firmware", path=str(self.path), sha256=_sha256(self.path)),
+            checked=self.last.checked,
+            findings=self.last.findings,
+            errors=self.last.errors,
+            inventory=_inventory(self.last.facts),
+        )
+
+
+def scan_report(
+    path: Path,
+    agreement: Agreement | None = None,
+    rules_dirs: Sequence[Path] = (),
+    geo: CountryLookup | None = None,
+    progress: Progress = lambda _: None,
+) -> Report:
+    """``nospy scan``: one image; verdicts per clause of ``agreement``, or of the implied backdoor clause."""
+    if rules_dirs:
+        backdoors.compile_rules(tuple(rules_dirs))  # bad rules are bad usage (exit 2), before any scanning
+    source = FirmwareSource(path, rules_dirs, geo, open_tree(path))
+    target = Target(path=str(path), sha256=_sha256(path))
+    if agreement is not None:
+        return check(agreement, [source], target, progress=progress)
+    result = source.collect(None, progress)
+    checked = {c: [source.label] for c in result.checked}
+    return Report(
+        target=target,
+        sources=[result.source],
+        findings=result.findings,
+        verdicts=verdicts([Clause.BACKDOORS], result.findings, checked),
+        errors=result.errors,
+        inventory={source.label: result.inventory},
+    )
