@@ -7,6 +7,7 @@ under atheris for coverage-guided fuzzing.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,10 @@ from nospy.agreement.load import parse_yaml
 from nospy.deployment import parse_inventory, parse_plan, parse_zones, regions
 from nospy.deployment.placement import check_placement
 from nospy.deployment.residency import check_residency
+from nospy.errors import NospyError
+from nospy.firmware.unpack import Limits, open_data
+from nospy.firmware.unpack.base import Handler
+from nospy.firmware.unpack.handlers import HANDLERS
 from nospy.ledger import checkpoint as ledger_checkpoint
 from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
@@ -61,6 +66,21 @@ def signing_key(data: bytes) -> None:
 
 def signed_note(data: bytes) -> None:
     keys.open_note(data, [_VKEY])
+
+
+_UNPACK_LIMITS = Limits(max_bytes=64 << 20, timeout=2)
+
+
+def _unpack_with(handlers: tuple[Handler, ...]) -> Callable[[bytes], None]:
+    """Unpack with only ``handlers`` and read every file: each unreadable part must be a NospyError."""
+
+    def target(data: bytes) -> None:
+        tree = open_data(data, "fuzz.bin", _UNPACK_LIMITS, handlers)
+        for entry in tree.files():
+            with contextlib.suppress(NospyError):
+                tree.read(entry.path, 1 << 20)
+
+    return target
 
 
 def _traffic(reader: type[Reader]) -> Callable[[bytes], None]:
@@ -217,6 +237,9 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "verifier_key": verifier_key,
     "signing_key": signing_key,
     "signed_note": signed_note,
+    # one target per unpack handler, and one with all of them (nested images)
+    **{f"unpack_{h.NAME}": _unpack_with((h,)) for h in HANDLERS},
+    "unpack_image": _unpack_with(HANDLERS),
     "inventory_csv": inventory_csv,
     "inventory_json": inventory_json,
     "inventory_yaml": inventory_yaml,

@@ -109,6 +109,10 @@ SEEDS = {
     ),
     "witness_add_checkpoint": ("old 1\nKCSnzNosqnIMhcn7oei1tzXuz9sDh45Pjf5sNiUDC8Q=\n\n" + _CHECKPOINT).encode(),
 }
+# the unpacker's handlers: one tiny image per format, built by tests/data/fuzz/make.sh
+_UNPACK_SEEDS = Path(__file__).parent / "data" / "fuzz"
+SEEDS |= {f"unpack_{p.stem}": p.read_bytes() for p in _UNPACK_SEEDS.glob("*.bin") if p.stem != "jffs2-be"}
+SEEDS["unpack_image"] = (_UNPACK_SEEDS / "tplink.bin").read_bytes() + (_UNPACK_SEEDS / "jffs2-be.bin").read_bytes()
 
 
 def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:

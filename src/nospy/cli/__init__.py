@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _scan, _serve, _traffic
+from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _ls, _scan, _serve, _traffic
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -45,6 +45,7 @@ app.add_typer(_agreement.app, name="agreement")
 app.add_typer(_deployment.app, name="deployment")
 app.command("check")(_check.check)
 app.command("demo")(_demo.demo)
+app.command("ls")(_ls.ls)
 app.command("serve")(_serve.serve)
 _ledger.register(app)
 app.command("scan")(_scan.scan)

@@ -8,6 +8,7 @@ where its evidence lies. Symlinks are resolved inside the tree only: a link can 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import stat
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 
 from nospy.errors import InputError
 
@@ -105,8 +107,20 @@ class FileTree(ABC):
             resolved = candidate
         return resolved
 
+    def open(self, path: str) -> BinaryIO:
+        """A stream over the regular file at ``path`` (after resolving symlinks).
+
+        Implementations that read lazily (the image tree) override this so large files need not be in
+        memory at once; the default reads the whole file.
+        """
+        return io.BytesIO(self.read(path))
+
     def sha256(self, path: str) -> str:
-        return hashlib.sha256(self.read(path)).hexdigest()
+        h = hashlib.sha256()
+        with self.open(path) as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
 
     def files(self) -> Iterator[Entry]:
         return (e for e in self.entries() if e.type is EntryType.FILE)

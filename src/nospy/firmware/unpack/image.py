@@ -1,0 +1,404 @@
+"""`open_image`: identify and unpack every container of a firmware image into one `ImageTree`.
+
+The engine memory-maps the image and finds every offset where a handler's magic matches (one regular
+expression per magic, merged in offset order), asks the handlers there, and recurses into what they
+return to ``Limits.max_depth``: payloads (a kernel, a decompressed stream, a UBI volume) and files of a
+filesystem named as images or archives. Nothing is written to disk (squashfs 1-3 aside, see
+`handlers.squashfs_legacy`). The filesystem that looks most like a device root
+(``/etc``, ``/bin``, ``/sbin/init`` ...) is placed at ``/``; every other filesystem and every payload
+that is not a filesystem (kernel, decompressed stream) is placed under ``/@image/``, named by its
+container chain, e.g. ``/@image/uimage@0x0/lzma@0x40/data``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import inspect
+import io
+import mmap
+import posixpath
+import re
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO
+
+from nospy.errors import InputError
+from nospy.firmware.tree import Entry, EntryType, FileTree, TreeIssue, normalise
+from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, ViewIO
+from nospy.firmware.unpack.limits import Budget, LimitError, Limits
+
+__all__ = ["PREFIX", "ImageTree", "open_data", "open_image", "watchdog"]
+
+PREFIX = "/@image"
+# Paths whose presence marks a device's root filesystem, each worth one point.
+_ROOT_MARKERS = (
+    "/etc",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/usr",
+    "/etc/passwd",
+    "/etc/inittab",
+    "/etc/init.d",
+    "/init",
+    "/sbin/init",
+    "/bin/sh",
+    "/bin/busybox",
+)
+_MIN_ROOT_SCORE = 3
+# A handler that fails this often in one container is not asked there again (a damaged UBI image
+# would otherwise be tried at each of its thousands of erase blocks).
+_MAX_FAILURES = 3
+_ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
+_WINDOW = 1 << 20  # bytes one magic search covers
+_LONGEST_MAGIC = 4096  # no pattern matches more bytes than this
+_MATCH, _RESUME = 0, 1
+# Files inside filesystems unpacked in turn, by name (see _Engine._nested_files): images and archives,
+# perhaps compressed, and boot files; not every .gz (a root filesystem holds hundreds of gzip'd docs).
+_NESTED_NAME = re.compile(
+    r"(?:\.(?:bin|img|image|sqfs|squashfs|jffs2|ubi|ubifs|ext[234]|cramfs|romfs|yaffs2?|trx|itb|fit|uimage|chk"
+    r"|cpio|tar|zip|7z|ipk)(?:\.(?:gz|xz|lzma|bz2|zst|lz4|lzo))?|\.(?:tgz|tbz2?|txz))$"
+    r"|^(?:uimage|zimage|initrd|initramfs|rootfs|vmlinu)",
+    re.IGNORECASE,
+)
+_MIN_NESTED = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    chain: str
+    fs: Filesystem
+    rootable: bool
+    nodes: list[tuple[str, Node, object]]
+
+
+class _DataFile(Filesystem):
+    """A payload that is not a filesystem, shown as one file."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+
+    def root(self) -> tuple[Node, object]:
+        return Node(EntryType.FILE, 0o444, 0, 0, len(self.data)), None
+
+    def listdir(self, ref: object) -> Sequence[tuple[str, Node, object]]:
+        return ()
+
+    def open_file(self, ref: object) -> BinaryIO:
+        return ViewIO.stream(self.data)
+
+
+class _Engine:
+    def __init__(self, handlers: Sequence[Handler], limits: Limits, name: str) -> None:
+        self.handlers = [(h, re.compile(b"|".join(h.PATTERNS), re.DOTALL)) for h in handlers]
+        # one expression per pattern: each has a literal start that re finds fast, where one alternation
+        # of all of them is tried at every byte (three times slower on a kernel)
+        self.finders = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
+        self.budget = Budget(limits)
+        self.name = name
+        self.issues: list[TreeIssue] = []
+        self.mounts: list[_Mount] = []
+        self.blobs: list[tuple[str, memoryview]] = []
+
+    def issue(self, chain: str, offset: int | None, message: str) -> None:
+        self.issues.append(TreeIssue(chain, offset, message))
+
+    def _failed(self, failures: dict[str, int], handler: Handler, chain: str, offset: int, message: str) -> None:
+        failures[handler.NAME] = failures.get(handler.NAME, 0) + 1
+        self.issue(chain, offset, f"{handler.NAME}: {message}")
+        if failures[handler.NAME] == _MAX_FAILURES:
+            self.issue(chain, offset, f"{handler.NAME}: {_MAX_FAILURES} failures: not tried again in this container")
+
+    def _identify(
+        self, data: memoryview, at: int, chain: str, base: int, failures: dict[str, int]
+    ) -> tuple[Handler, Chunk] | None:
+        for handler, pattern in self.handlers:
+            off = at - handler.OFFSET
+            if off < 0 or failures.get(handler.NAME, 0) >= _MAX_FAILURES or not pattern.match(data, at):
+                continue
+            ctx = Context(self.budget, f"{chain}!{handler.NAME}@{base + off:#x}", self.issues)
+            try:
+                chunk = handler.identify(data, off, ctx)
+            except LimitError:
+                raise
+            except FormatError as exc:
+                self._failed(failures, handler, chain, base + off, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad parser never stops the scan (STYLE.md)
+                self._failed(failures, handler, chain, base + off, f"unreadable: {type(exc).__name__}: {exc}")
+                continue
+            if chunk is None:
+                continue
+            if chunk.start != off or not off < chunk.end <= len(data):
+                self.issue(chain, base + off, f"{handler.NAME}: bad chunk bounds {chunk.start}-{chunk.end}")
+                continue
+            return handler, chunk
+        return None
+
+    def scan(self, data: memoryview, chain: str, depth: int, base: int = 0) -> bool:
+        """Unpack every chunk in ``data``; True if one starts at offset 0 (``data`` is a wrapper, not a payload)."""
+        starts_at_zero = False
+        failures: dict[str, int] = {}
+        pos = 0
+        # per pattern, its next match (kind 0) or where to go on looking (kind 1), smallest first; each
+        # search covers one window, so a pattern with no match does not read through a 30 MB squashfs
+        # that a later chunk start will skip anyway
+        heap = [e for i in range(len(self.finders)) if (e := self._search(data, i, 0)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            at, kind, i = heap[0]
+            if at < pos or kind == _RESUME:  # inside a chunk already unpacked, or tried: look again after it
+                entry = self._search(data, i, max(at, pos))
+                if entry is None:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, entry)
+                continue
+            self.budget.check_time()
+            found = self._identify(data, at, chain, base, failures)
+            if found is None:
+                pos = at + 1
+                continue
+            handler, chunk = found
+            off = chunk.start
+            if off < pos:  # a magic found after the previous chunk but whose chunk starts inside it
+                pos = at + 1
+                continue
+            starts_at_zero |= off == 0
+            self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + off:#x}", depth)
+            pos = chunk.end
+        return starts_at_zero
+
+    def _search(self, data: memoryview, i: int, start: int) -> tuple[int, int, int] | None:
+        end = min(len(data), start + _WINDOW)
+        m = self.finders[i].search(data, start, min(len(data), end + _LONGEST_MAGIC))
+        if m is not None:
+            return m.start(), _MATCH, i
+        return (end, _RESUME, i) if end < len(data) else None
+
+    def _expand(self, handler: Handler, chunk: Chunk, chain: str, depth: int) -> None:
+        if chunk.filesystem is not None:
+            ctx = Context(self.budget, chain, self.issues)
+            nodes: list[tuple[str, Node, object]] = []
+            try:
+                nodes.extend(chunk.filesystem.walk(ctx))
+            except LimitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep what was walked before the parser failed
+                self.issue(chain, None, f"walk stopped: {type(exc).__name__}: {exc}")
+            self.mounts.append(_Mount(chain, chunk.filesystem, handler.FILESYSTEM, nodes))
+            self._nested_files(chunk.filesystem, nodes, chain, depth)
+        for blob in chunk.blobs:
+            bchain = f"{chain}!{blob.name}" if blob.name else chain
+            if depth + 1 > self.budget.limits.max_depth:
+                self.issue(bchain, None, f"nesting depth limit of {self.budget.limits.max_depth} reached: not unpacked")
+                self.blobs.append((bchain, blob.data))
+                continue
+            if not self.scan(blob.data, bchain, depth + 1, blob.offset):
+                self.blobs.append((bchain, blob.data))
+
+    def _nested_files(self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int) -> None:
+        """Unpack the files of a filesystem that are images or archives themselves, by their names.
+
+        Reading every file to look for magics would double the time of a listing; a firmware update,
+        an initramfs or a package inside a root filesystem is named for what it is.
+        """
+        for path, node, ref in nodes:
+            if node.type is not EntryType.FILE or node.size < _MIN_NESTED:
+                continue
+            if not _NESTED_NAME.search(posixpath.basename(path)):
+                continue
+            fchain = f"{chain}!{path}"
+            if depth + 1 > self.budget.limits.max_depth:
+                self.issue(fchain, None, f"nesting depth limit of {self.budget.limits.max_depth} reached: not unpacked")
+                continue
+            try:
+                self.budget.charge(node.size)
+                with fs.open_file(ref) as fh:
+                    data = fh.read()
+            except LimitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
+                self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
+                continue
+            self.scan(memoryview(data), fchain, depth + 1)
+
+
+def _chain_path(chain: str) -> str:
+    """``img!uimage@0x0!lzma@0x40`` -> ``/@image/uimage@0x0/lzma@0x40``; a file's path keeps its folders."""
+    parts = [p.strip("/") if p.startswith("/") else p.replace("/", "_") for p in chain.split("!")[1:]]
+    return posixpath.join(PREFIX, *parts)
+
+
+def _score(mount: _Mount) -> int:
+    paths = {p for p, _, _ in mount.nodes}
+    return sum(marker in paths for marker in _ROOT_MARKERS)
+
+
+class ImageTree(FileTree):
+    """The unpacked image: device paths of its root filesystem, and everything else under `PREFIX`."""
+
+    def __init__(self, name: str, limits: Limits) -> None:
+        super().__init__(name)
+        self.limits = limits
+        self._entries: dict[str, Entry] = {}
+        self._files: dict[str, tuple[Filesystem, object]] = {}
+        self._order: list[str] | None = None
+        self.root_chain: str | None = None
+
+    def _add(self, path: str, entry: Entry, fs: Filesystem | None, ref: object) -> None:
+        parent = posixpath.dirname(path)
+        if path != "/" and parent not in self._entries:
+            self._add(parent, Entry(parent, EntryType.DIR, 0o755, 0, 0, 0, self.name), None, None)
+        old = self._entries.get(path)
+        if old is not None:
+            if old.type is EntryType.DIR and entry.type is EntryType.DIR:
+                if old.chain == self.name:  # a synthetic directory takes the real one's metadata
+                    self._entries[path] = entry
+                return
+            self.issues.append(TreeIssue(entry.chain, None, f"{path}: a second entry with this path: not shown"))
+            return
+        self._entries[path] = entry
+        if fs is not None and entry.type is EntryType.FILE:
+            self._files[path] = (fs, ref)
+        self._order = None
+
+    def _mount(self, at: str, chain: str, fs: Filesystem, nodes: list[tuple[str, Node, object]]) -> None:
+        for path, node, ref in nodes:
+            full = normalise(posixpath.join(at, path.lstrip("/"))) if at != "/" else normalise(path)
+            size = node.size if node.type is EntryType.FILE else 0  # as DirectoryTree: only files have a size
+            entry = Entry(full, node.type, node.mode & 0o7777, node.uid, node.gid, size, chain, node.link)
+            self._add(full, entry, fs, ref)
+
+    def entries(self) -> Iterator[Entry]:
+        if self._order is None:
+            self._order = sorted(self._entries, key=lambda p: p.split("/"))
+        return (self._entries[p] for p in self._order)
+
+    def get(self, path: str) -> Entry | None:
+        return self._entries.get(normalise(path))
+
+    def _file(self, path: str) -> tuple[Entry, Filesystem, object]:
+        real = self.resolve(path)
+        entry = self._entries.get(real) if real else None
+        if entry is None or entry.type is not EntryType.FILE or real not in self._files:
+            raise InputError(f"{self.name}!{normalise(path)}: not a regular file in the tree")
+        fs, ref = self._files[real]
+        return entry, fs, ref
+
+    def open(self, path: str) -> BinaryIO:
+        entry, fs, ref = self._file(path)
+        if entry.size > self.limits.max_bytes:
+            raise LimitError(f"{entry.location}: {entry.size} bytes is above the unpacked-bytes limit")
+        try:
+            return fs.open_file(ref)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{entry.location}: unreadable: {type(exc).__name__}: {exc}") from exc
+
+    def read(self, path: str, limit: int | None = None) -> bytes:
+        entry, _, _ = self._file(path)
+        with watchdog(self.limits.timeout), self.open(path) as fh:
+            try:
+                return fh.read(-1 if limit is None else limit)
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(f"{entry.location}: unreadable: {type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float) -> Iterator[None]:
+    """Interrupt a parser stuck in a loop on hostile input once ``seconds`` have passed.
+
+    The budget's own time checks cover nospy's loops; a library looping inside itself is only stopped
+    by a signal. Signals reach the main thread only, so elsewhere the budget checks are all there is.
+    The alarm repeats: a library that swallows the first exception (``except Exception``) gets
+    another until control is back here. An alarm that lands in this function's own set-up or
+    clean-up (or in contextlib's code around it) is ignored, so the timer is always disarmed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if frame is not None and (frame.f_code is _WATCHDOG_CODE or frame.f_code.co_filename == contextlib.__file__):
+            return  # the repeat comes back once the guarded code runs again
+        raise LimitError(f"time limit of {seconds:g} s reached")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+_WATCHDOG_CODE = inspect.unwrap(watchdog).__code__
+
+
+def open_image(path: Path, limits: Limits | None = None, handlers: Sequence[Handler] | None = None) -> ImageTree:
+    """Unpack the image at ``path`` (read-only, memory-mapped) into one tree.
+
+    Raises `InputError` only if the file itself cannot be opened; everything the unpacker cannot read
+    inside it becomes a `TreeIssue` in ``tree.issues``.
+    """
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, io.SEEK_END)
+            mapped: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    return open_data(memoryview(mapped), path.name, limits, handlers)
+
+
+def open_data(
+    data: bytes | memoryview, name: str, limits: Limits | None = None, handlers: Sequence[Handler] | None = None
+) -> ImageTree:
+    """Unpack an image already in memory; ``name`` starts every container chain."""
+    from nospy.firmware.unpack.handlers import HANDLERS  # noqa: PLC0415 - the handlers import this module's types
+
+    limits = limits or Limits()
+    view = memoryview(data)
+    engine = _Engine(HANDLERS if handlers is None else handlers, limits, name)
+    tree = ImageTree(name, limits)
+    tree._add("/", Entry("/", EntryType.DIR, 0o755, 0, 0, 0, name), None, None)
+    stopped = False
+    try:
+        with watchdog(limits.timeout):
+            engine.scan(view, name, 1)
+    except LimitError as exc:
+        stopped = True
+        engine.issue(name, None, f"{exc}: the rest of the image was not unpacked")
+    if not engine.mounts and not engine.blobs:
+        found = "nothing unpacked within the limits" if stopped else "no known container or filesystem found"
+        engine.issue(name, None, f"{found}: the image is shown as one file")
+        engine.blobs.append((f"{name}!raw@0x0", view))
+
+    rootable = [m for m in engine.mounts if m.rootable]
+    scored = sorted(rootable, key=lambda m: (_score(m), len(m.nodes)), reverse=True)
+    root: _Mount | None = None
+    if scored and _score(scored[0]) >= _MIN_ROOT_SCORE:
+        root = scored[0]
+    elif len(engine.mounts) == 1 and not engine.blobs and engine.mounts[0].rootable:
+        root = engine.mounts[0]  # a lone filesystem or archive is its own root
+    # the unpacker's own entries first: a root filesystem that names a path under /@image itself
+    # (to pass its file off as the kernel, say) gets an issue, not the place
+    for mount in engine.mounts:
+        if mount is not root:
+            tree._mount(_chain_path(mount.chain), mount.chain, mount.fs, mount.nodes)
+    for chain, blob in engine.blobs:
+        fs = _DataFile(blob)
+        tree._mount(posixpath.join(_chain_path(chain), "data"), chain, fs, [("/", fs.root()[0], None)])
+    if root is not None:
+        tree._mount("/", root.chain, root.fs, root.nodes)
+        tree.root_chain = root.chain
+    tree.issues.extend(engine.issues)
+    return tree

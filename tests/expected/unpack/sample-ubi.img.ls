@@ -1,0 +1,5 @@
+drwxr-xr-x  1000/1000           0 -                                                                /  [sample-ubi.img!ubi@0x0!vol:rootfs!ubifs@0x0]
+drwxr-xr-x  1000/1000           0 -                                                                /generic folder  [sample-ubi.img!ubi@0x0!vol:rootfs!ubifs@0x0]
+-rw-r--r--  1000/1000          20 289b5a050a83837f192d7129e4c4e02570b94b4924e50159fad5ed1067cfbfeb /generic folder/test file 3_.txt  [sample-ubi.img!ubi@0x0!vol:rootfs!ubifs@0x0]
+-rw-r--r--  1000/1000          62 d558c9339cb967341d701e3184f863d3928973fccdc1d96042583730b5c7b76a /testfile1  [sample-ubi.img!ubi@0x0!vol:rootfs!ubifs@0x0]
+-rw-r--r--  1000/1000          28 faa11db49f32a90b51dfc3f0254f9fd7a7b46d0b570abd47e1943b86d554447a /testfile2  [sample-ubi.img!ubi@0x0!vol:rootfs!ubifs@0x0]

@@ -1,0 +1,173 @@
+"""Every format the unpacker reads, on images built by Debian's own tools from one root filesystem:
+the tree read back must equal the tree that went in (paths, types, modes, sizes, contents, links)."""
+
+from __future__ import annotations
+
+import lzma
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from nospy.firmware.tree import DirectoryTree, EntryType, FileTree
+from nospy.firmware.unpack import PREFIX, open_image
+from unpack_images import BUILDERS, build, make_rootfs, run, uimage
+
+Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
+
+# formats that do not store everything: what they drop is left out of the comparison
+_NO_MODES = {"romfs"}  # romfs keeps only an executable bit
+_EXTRA = {"ext2": {"/lost+found"}, "ext3": {"/lost+found"}, "ext4": {"/lost+found"}}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="module")
+def rootfs(workdir: Path) -> Path:
+    return make_rootfs(workdir / "rootfs")
+
+
+def summary(tree: FileTree, *, modes: bool = True, under: str = "/") -> Summary:
+    out: Summary = {}
+    for e in tree.entries():
+        if not (e.path + "/").startswith(under.rstrip("/") + "/") or e.path == under:
+            continue
+        path = "/" + e.path[len(under) :].lstrip("/")
+        digest = tree.sha256(e.path) if e.type is EntryType.FILE else None
+        size = e.size if e.type is not EntryType.DIR else 0
+        out[path] = (e.type.value, e.mode if modes else None, size, digest, e.link)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_format_round_trip(name: str, rootfs: Path, workdir: Path) -> None:
+    image = build(name, rootfs, workdir)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain is not None and tree.root_chain.startswith(image.name + "!")
+    if name.startswith("ext"):
+        assert tree.root_chain == f"{image.name}!{name}@0x0"  # the label says which ext it is
+    got = summary(tree, modes=name not in _NO_MODES)
+    for extra in _EXTRA.get(name, set()):
+        assert got.pop(extra)[0] == "dir"
+    if name.startswith("squashfs"):
+        assert got.pop("/dev/console") == ("chardev", 0o600, 0, None, None)  # a device node, from a pseudo file
+        assert got.pop("/dev")[0] == "dir"
+    assert got == summary(DirectoryTree(rootfs), modes=name not in _NO_MODES)
+    assert tree.read("/bin/sh", 4) == b"\x7fELF"  # through the symlink, inside the tree
+    shadow = tree.get("/etc/shadow")
+    assert shadow is not None and shadow.location == f"{tree.root_chain}!/etc/shadow"
+
+
+@pytest.mark.parametrize("name", ["squashfs-xz", "jffs2-be", "ubi"])
+def test_owners_as_stored(name: str, rootfs: Path, workdir: Path) -> None:
+    tree = open_image(build(name, rootfs, workdir))
+    assert {(e.uid, e.gid) for e in tree.entries()} == {(0, 0)}
+
+
+def test_uimage_kernel_and_squashfs_rootfs(rootfs: Path, workdir: Path) -> None:
+    """The common router layout: a uImage (LZMA kernel) followed by a squashfs root filesystem."""
+    kernel = workdir / "Image"
+    kernel.write_bytes(b"ARM Linux kernel\0" + bytes(range(256)) * 600)
+    packed = workdir / "Image.lzma"
+    packed.write_bytes(lzma.compress(kernel.read_bytes(), format=lzma.FORMAT_ALONE))
+    ui = uimage(packed, workdir / "uImage", "lzma")
+    firmware = workdir / "firmware.bin"
+    squash = build("squashfs-xz", rootfs, workdir)
+    firmware.write_bytes(ui.read_bytes() + b"\xff" * (0x10000 - ui.stat().st_size % 0x10000) + squash.read_bytes())
+    tree = open_image(firmware)
+    assert tree.issues == []
+    start = firmware.stat().st_size - squash.stat().st_size
+    assert tree.root_chain == f"firmware.bin!squashfs@{start:#x}"
+    assert tree.read(f"{PREFIX}/uimage@0x0/lzma@0x40/data") == kernel.read_bytes()
+    assert summary(tree, under="/")["/etc/passwd"][3] == summary(DirectoryTree(rootfs))["/etc/passwd"][3]
+
+
+def test_nested_containers(rootfs: Path, workdir: Path) -> None:
+    """A uImage holding a gzip'd cpio initramfs holding a tar.xz holding a squashfs: chains name each hop."""
+    inner = workdir / "inner"
+    (inner / "opt").mkdir(parents=True)
+    (inner / "opt" / "rootfs.sqfs").write_bytes(build("squashfs-gzip", rootfs, workdir).read_bytes())
+    tar_xz = workdir / "nested.tar.xz"
+    run("tar", "-cJf", tar_xz, "-C", inner, "opt")
+    outer = workdir / "outer"
+    (outer / "boot").mkdir(parents=True)
+    (outer / "boot" / "payload.tar.xz").write_bytes(tar_xz.read_bytes())
+    cpio = workdir / "initramfs.cpio"
+    BUILDERS["cpio-newc"](outer, cpio)
+    gz = workdir / "initramfs.cpio.gz"
+    gz.write_bytes(zlib.compress(cpio.read_bytes(), wbits=31))
+    tree = open_image(uimage(gz, workdir / "nested.uimage"))
+    assert tree.issues == []
+    # files named as images or archives are unpacked in turn, their path in the chain; the squashfs
+    # five containers down looks most like a device root (/etc, /bin, /sbin/init ...), so it is the root
+    cpio_chain = "nested.uimage!uimage@0x0!gzip@0x40!cpio@0x0"
+    assert tree.root_chain == f"{cpio_chain}!/boot/payload.tar.xz!xz@0x0!tar@0x0!/opt/rootfs.sqfs!squashfs@0x0"
+    passwd = tree.get("/etc/passwd")
+    assert passwd is not None and passwd.location == f"{tree.root_chain}!/etc/passwd"
+    assert tree.read("/etc/passwd") == (rootfs / "etc" / "passwd").read_bytes()
+    # the cpio and the tar are under the prefix, named by their chains
+    assert tree.get("/@image/uimage@0x0/gzip@0x40/cpio@0x0/boot/payload.tar.xz") is not None
+    tar = "/@image/uimage@0x0/gzip@0x40/cpio@0x0/boot/payload.tar.xz/xz@0x0/tar@0x0"
+    assert tree.get(f"{tar}/opt/rootfs.sqfs") is not None
+
+
+def test_trx_with_kernel_and_rootfs(rootfs: Path, workdir: Path) -> None:
+    """Broadcom TRX v1 (trx.c): 28-byte header, partitions at the offsets it lists."""
+    kernel = zlib.compress(b"kernel" * 1000, wbits=31)
+    squash = build("squashfs-xz", rootfs, workdir).read_bytes()
+    rootfs_at = (28 + len(kernel) + 0xFFF) & ~0xFFF
+    body = kernel + b"\0" * (rootfs_at - 28 - len(kernel)) + squash
+    header = struct.pack("<4sIIHH3I", b"HDR0", 28 + len(body), 0, 0, 1, 28, rootfs_at, 0)
+    image = workdir / "trx.bin"
+    image.write_bytes(header + body)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"trx.bin!trx@0x0!part1!squashfs@{rootfs_at:#x}"
+    assert tree.read(f"{PREFIX}/trx@0x0/part0/gzip@0x1c/data") == b"kernel" * 1000
+
+
+def test_seama_and_chk_vendor_headers(rootfs: Path, workdir: Path) -> None:
+    """D-Link SEAMA (seama.h) and Netgear CHK (mkchkimg.c) around a kernel and a squashfs."""
+    squash = build("squashfs-xz", rootfs, workdir).read_bytes()
+    kernel = zlib.compress(b"kernel" * 1000, wbits=31)
+    meta = b"dev=/dev/mtdblock/2\0type=firmware\0"
+    seama = struct.pack(">IHHI16s", 0x5EA3A417, 0, len(meta), len(squash), bytes(16)) + meta + squash
+    image = workdir / "seama.bin"
+    image.write_bytes(seama)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"seama.bin!seama@0x0!squashfs@{28 + len(meta):#x}"
+    board = b"U12H139T00_NETGEAR"
+    header = struct.pack(">II8s6I", 0x2A23245E, 40 + len(board), bytes(8), 0, 0, len(kernel), len(squash), 0, 0)
+    image = workdir / "netgear.chk"
+    image.write_bytes(header + board + kernel + squash)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"netgear.chk!chk@0x0!rootfs!squashfs@{40 + len(board) + len(kernel):#x}"
+    assert tree.read(f"/@image/chk@0x0/kernel/gzip@{40 + len(board):#x}/data") == b"kernel" * 1000
+
+
+def test_uimage_with_vendor_lzma_properties(workdir: Path) -> None:
+    """A uImage whose LZMA kernel uses lc=1 lp=2 pb=2: decoded from the header's compression field."""
+    kernel = b"ARM Linux kernel\0" + bytes(range(256)) * 400
+    filters = [{"id": lzma.FILTER_LZMA1, "lc": 1, "lp": 2, "pb": 2, "dict_size": 1 << 20}]
+    packed = workdir / "vendor.lzma"
+    packed.write_bytes(lzma.compress(kernel, format=lzma.FORMAT_ALONE, filters=filters))
+    assert packed.read_bytes()[0] != 0x5D
+    tree = open_image(uimage(packed, workdir / "vendor.uimage", "lzma"))
+    assert tree.issues == []
+    assert tree.read(f"{PREFIX}/uimage@0x0/lzma/data") == kernel
+
+
+def test_yaffs2_test_images_are_what_unyaffs_reads(rootfs: Path, workdir: Path) -> None:
+    """No Debian tool writes yaffs2, so the tests write it; Debian's unyaffs must read it back the same."""
+    image = build("yaffs2", rootfs, workdir)
+    out = workdir / "unyaffs-out"
+    run("unyaffs", image, out)
+    assert summary(DirectoryTree(out)) == summary(DirectoryTree(rootfs))
+    assert summary(open_image(image)) == summary(DirectoryTree(rootfs))

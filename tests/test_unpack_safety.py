@@ -1,0 +1,191 @@
+"""Hostile and broken images: limits hold, nothing leaves the tree, every problem is a report entry."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import lzma
+import signal
+import tarfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from nospy.cli import run
+from nospy.errors import InputError
+from nospy.firmware.tree import EntryType
+from nospy.firmware.unpack import Limits, open_data, open_image
+from unpack_images import build, make_rootfs
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hostile")
+
+
+@pytest.fixture(scope="module")
+def rootfs(workdir: Path) -> Path:
+    return make_rootfs(workdir / "rootfs")
+
+
+def _messages(tree: object) -> str:
+    return "\n".join(i.message for i in tree.issues)  # type: ignore[attr-defined]
+
+
+def test_member_names_with_dotdot_land_inside(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("../../../../tmp/evil", "/etc/passwd", "a/../../b"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+    tree = open_data(buf.getvalue(), "evil.tar")
+    assert {e.path for e in tree.files()} == {"/tmp/evil", "/etc/passwd", "/b"}
+    assert "'../../../../tmp/evil' points outside the archive: shown as /tmp/evil" in _messages(tree)
+    assert not Path("/tmp/evil").exists() or Path("/tmp/evil").read_bytes() != b"evil"
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_gzip_bomb_stops_at_the_ratio_limit() -> None:
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)  # 64 MiB of zeros in ~64 KiB
+    tree = open_data(bomb, "bomb.gz")
+    assert "compression ratio above 200" in _messages(tree)
+    assert sum(e.size for e in tree.files()) < 64 << 20
+
+
+def test_total_bytes_limit(rootfs: Path, workdir: Path) -> None:
+    image = build("tar.xz", rootfs, workdir)
+    tree = open_image(image, Limits(max_bytes=1 << 20))
+    assert "unpacked-bytes limit of 1048576 bytes reached" in _messages(tree)
+    assert tree.root_chain is None  # the archive inside was never reached
+    assert open_image(image).root_chain == "tar.xz.img!xz@0x0!tar@0x0"  # default limits: all of it
+
+
+def test_depth_limit() -> None:
+    data = b"innermost payload" * 10
+    for _ in range(12):
+        data = zlib.compress(data, wbits=31)
+    tree = open_data(data, "deep.gz", Limits(max_depth=4))
+    assert "nesting depth limit of 4 reached" in _messages(tree)
+    deepest = max(tree.files(), key=lambda e: e.chain.count("!"))
+    assert deepest.chain == "deep.gz" + "!gzip@0x0" * 4
+
+
+def test_time_limit(rootfs: Path, workdir: Path) -> None:
+    tree = open_image(build("squashfs-xz", rootfs, workdir), Limits(timeout=1e-6))
+    assert "time limit" in _messages(tree)
+
+
+def test_truncated_firmware_keeps_what_is_readable(rootfs: Path, workdir: Path) -> None:
+    kernel = lzma.compress(b"kernel" * 5000, format=lzma.FORMAT_ALONE)
+    squash = build("squashfs-gzip", rootfs, workdir).read_bytes()
+    cut = kernel + squash[: len(squash) // 2]
+    tree = open_data(cut, "cut.bin")
+    assert "squashfs: truncated" in _messages(tree)
+    assert tree.read("/@image/lzma@0x0/data") == b"kernel" * 5000
+
+
+def test_corrupt_squashfs_gives_issues_not_tracebacks(
+    rootfs: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray(build("squashfs-gzip", rootfs, workdir).read_bytes())
+    for pos in range(0x60, len(data), 997):  # damage data and metadata blocks, keep the superblock
+        data[pos] ^= 0x5A
+    image = workdir / "corrupt.sqfs"
+    image.write_bytes(data)
+    tree = open_image(image)
+    for entry in tree.files():
+        with contextlib.suppress(InputError):
+            tree.read(entry.path)
+    assert run(["ls", str(image)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_symlink_loops_and_escapes_resolve_to_nothing() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, target in (
+            ("etc/a", "b"),
+            ("etc/b", "a"),
+            ("etc/up", "../../../../../host"),
+            ("etc/abs", "/proc/self"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    tree = open_data(buf.getvalue(), "links.tar")
+    assert {e.type for e in tree.entries() if e.path.startswith("/etc/")} == {EntryType.SYMLINK}
+    for path in ("/etc/a", "/etc/up", "/etc/abs"):
+        assert tree.resolve(path) is None
+        with pytest.raises(InputError):
+            tree.read(path)
+
+
+def test_unknown_data_is_one_file() -> None:
+    tree = open_data(b"\x00\x01 no format here " * 100, "blob.bin")
+    assert [e.path for e in tree.files()] == ["/@image/raw@0x0/data"]
+    assert "no known container" in _messages(tree)
+
+
+def test_limits_flags(rootfs: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = build("tar.gz", rootfs, workdir)
+    assert run(["ls", str(image), "--max-bytes", "100000"]) == 0
+    assert "unpacked-bytes limit of 100000 bytes reached" in capsys.readouterr().err
+    assert run(["ls", str(image), "--max-depth", "0"]) == 2  # bad usage
+    assert run(["ls", str(workdir / "missing.bin")]) == 2
+    capsys.readouterr()
+
+
+def test_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
+        info = tarfile.TarInfo("etc/bad\udcffname")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    image = tmp_path / "latin1.tar"
+    image.write_bytes(buf.getvalue())
+    tree = open_image(image)
+    assert tree.read("/etc/bad\udcffname") == b"ok"  # the tree keeps the bytes (as surrogates)
+    assert run(["ls", str(image), "--format", "json"]) == 0
+    paths = {e["path"] for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert "/etc/bad\\xffname" in paths  # the listing shows them escaped
+
+
+def test_root_cannot_pass_its_files_off_as_the_unpackers(rootfs: Path) -> None:
+    """A root filesystem with its own /@image/... entry does not replace the kernel the unpacker found."""
+    kernel = b"the real kernel" * 100
+
+    def tar_with(spoof: str) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in sorted(rootfs.rglob("*")):
+                tar.add(path, path.relative_to(rootfs).as_posix(), recursive=False)
+            info = tarfile.TarInfo(spoof)
+            info.size = 18
+            tar.addfile(info, io.BytesIO(b"an innocent kernel"))
+        return buf.getvalue()
+
+    blob_at = len(tar_with("@image/placeholder"))  # a tar's size does not depend on its short names
+    root = tar_with(f"@image/xz@{blob_at:#x}/data")  # where the unpacker will show the real kernel
+    assert len(root) == blob_at
+    tree = open_data(root + lzma.compress(kernel), "spoof.bin")
+    assert tree.root_chain == "spoof.bin!tar@0x0"
+    path = f"/@image/xz@{blob_at:#x}/data"
+    assert tree.read(path) == kernel
+    assert f"{path}: a second entry with this path: not shown" in _messages(tree)
+
+
+def test_time_limit_alarm_is_always_disarmed(rootfs: Path, workdir: Path) -> None:
+    """Alarms landing in the watchdog's own set-up or clean-up must not leave a timer running."""
+    before = signal.getsignal(signal.SIGALRM)
+    image = build("squashfs-gzip", rootfs, workdir).read_bytes()
+    for _ in range(100):
+        open_data(image, "fast.sqfs", Limits(timeout=1e-6))
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == before
