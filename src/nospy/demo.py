@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ from nospy.errors import InputError, VerificationError
 from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Target
 from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example
-from nospy.keys import generate
+from nospy.keys import SigningKey, generate
+from nospy.ledger.release import entry_bytes, make_release
+from nospy.ledger.storage import LogWriter, init_log
 from nospy.report import Format, html, render
 from nospy.verify import check
 
@@ -85,7 +88,13 @@ def run_demo(out: Path, examples: Path | None = None, say: Callable[[str], None]
         step("tamper check FAILED: a changed agreement still verified")
     (out / "agreement.canonical.json").write_text(json.dumps(json.loads(agr.canonical_json(agreement)), indent=2))
     _check_example_image(
-        out, examples, agreement, signed_by=[vendor.verifier.label, customer.verifier.label], result=result, step=step
+        out,
+        examples,
+        agreement,
+        signed_by=[vendor.verifier.label, customer.verifier.label],
+        vendor=vendor,
+        result=result,
+        step=step,
     )
     return result
 
@@ -96,6 +105,7 @@ def _check_example_image(
     agreement: Agreement,
     *,
     signed_by: list[str],
+    vendor: SigningKey,
     result: DemoResult,
     step: Callable[[str], None],
 ) -> None:
@@ -104,22 +114,52 @@ def _check_example_image(
     if root.exists():
         shutil.rmtree(root)
     build_example(root)
-    step(f"example firmware: {root} (BusyBox, Dropbear, OpenSSL from Debian; backdoor planted in {EXAMPLE_BACKDOOR})")
+    image = out / "rx200-3.2.1.squashfs"
+    image.unlink(missing_ok=True)
+    try:
+        subprocess.run(
+            ["mksquashfs", str(root), str(image), "-comp", "xz", "-all-root", "-noappend", "-quiet"],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise InputError(f"packing the example image needs mksquashfs (Debian squashfs-tools): {exc}") from None
+    step(f"example firmware: {image} (BusyBox, Dropbear, OpenSSL from Debian; backdoor planted in {EXAMPLE_BACKDOOR})")
+
+    # the vendor releases the image into its transparency log; the check proves the image is logged
+    origin = "log.acme.example/rx200"
+    log_key, log_dir = generate(origin), out / "log"
+    write_atomic(out / "log.skey", f"{log_key}\n".encode(), 0o600)
+    if log_dir.exists():
+        shutil.rmtree(log_dir)
+    init_log(log_dir, origin, log_key, out / "log.skey", [vendor.verifier])
+    with LogWriter(log_dir) as writer:
+        writer.add([entry_bytes(make_release(image, vendor, "acme-rx200", "3.2.1"))])
+    step(f"release acme-rx200 3.2.1 signed by the vendor and logged in {log_dir} (C2SP tlog-tiles)")
+
     evidence = {
-        "firmware": [root],
+        "firmware": [image],
         "inventory": [examples / "devices.csv"],
         "infrastructure": [examples / "plan.json"],
         "traffic": [examples / "conn.log"],
     }
     report = check(
         agreement,
-        build_sources(evidence, SourceOptions(zones=examples / "zones.yaml", traffic_local=("10.20.0.0/16",))),
+        build_sources(
+            evidence,
+            SourceOptions(
+                zones=examples / "zones.yaml",
+                traffic_local=("10.20.0.0/16",),
+                log=str(log_dir),
+                log_key=log_key.verifier,
+            ),
+        ),
         Target(path=str(examples / "agreement.yaml")),
         signed_by,
     )
     write_atomic(out / "check.json", render(report, Format.JSON).encode())
     verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
-    step(f"check against firmware, traffic, inventory and Terraform plan: {verdicts}")
+    step(f"check against firmware, release log, traffic, inventory and Terraform plan: {verdicts}")
     caught = [f for f in report.findings if f.path == EXAMPLE_BACKDOOR and f.rule == "service.shell-bind"]
     if caught:
         f = caught[0]
