@@ -11,14 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from nospy.deployment.sources import sources_for as deployment_sources
 from nospy.errors import InputError
-from nospy.firmware.geo import as_country_lookup
-from nospy.firmware.scan import FirmwareSource
 from nospy.keys import VerifierKey
-from nospy.ledger.source import ReleaseLogSource
-from nospy.traffic.geo import open_geolocator
-from nospy.traffic.rules import sources_for as traffic_sources
 from nospy.verify import EvidenceSource
 
 __all__ = ["Kind", "SourceOptions", "build_sources"]
@@ -46,6 +40,15 @@ class SourceOptions:
 def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions | None = None) -> list[EvidenceSource]:
     """Evidence sources for ``{kind: [path, ...]}``; `InputError` for an unknown kind or one whose
     source this build does not have."""
+    # the sources are imported here, not at the top: every CLI command imports this module, and the
+    # sources pull in numba, YARA-X and the unpackers, which `nospy --help` should not wait for
+    from nospy.deployment.sources import sources_for as deployment_sources  # noqa: PLC0415
+    from nospy.firmware.geo import as_country_lookup  # noqa: PLC0415
+    from nospy.firmware.scan import FirmwareSource  # noqa: PLC0415
+    from nospy.ledger.source import ReleaseLogSource  # noqa: PLC0415
+    from nospy.traffic.geo import open_geolocator  # noqa: PLC0415
+    from nospy.traffic.rules import sources_for as traffic_sources  # noqa: PLC0415
+
     options = options or SourceOptions()
     by_kind: dict[Kind, list[Path]] = {}
     for name, paths in kind_to_paths.items():
