@@ -19,6 +19,12 @@ def serve(
     database_url: str | None = typer.Option(
         None, "--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://... (env NOSPY_DATABASE_URL)."
     ),
+    log: str | None = typer.Option(
+        None, "--log", help="Show this transparency log (directory or http(s) URL) under /log (env NOSPY_LOG)."
+    ),
+    log_key: Path | None = typer.Option(
+        None, "--log-key", help="The log's verifier key (.vkey); needed with --log (env NOSPY_LOG_KEY)."
+    ),
     new_token: str | None = typer.Option(
         None, "--new-token", metavar="NAME", help="Create an API token named NAME, print it once, and exit."
     ),
@@ -29,13 +35,18 @@ def serve(
     """Run the web application: upload agreements and evidence, run checks, browse verdicts and findings."""
     # the web stack loads only for this command, so every other command starts fast
     import uvicorn  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
 
     from nospy.server import Settings, create_app  # noqa: PLC0415
     from nospy.server.auth import create_token  # noqa: PLC0415
     from nospy.server.auth import revoke_token as revoke_token_named  # noqa: PLC0415
     from nospy.server.db import connect, migrate  # noqa: PLC0415
 
-    settings = Settings.from_env(data_dir=data, database_url=database_url)
+    try:
+        settings = Settings.from_env(data_dir=data, database_url=database_url, log=log, log_key=log_key)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/] {exc.errors(include_url=False)[0]['msg']}")
+        raise typer.Exit(2) from None
     if new_token is not None or revoke_token is not None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine, sessions = connect(settings.url)

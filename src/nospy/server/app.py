@@ -11,6 +11,7 @@ Security Policy: no inline script, nothing loaded from another origin.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
@@ -28,14 +29,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from nospy import __version__
+from nospy import __version__, keys
 from nospy import agreement as agr
-from nospy.errors import InputError, NospyError
+from nospy.errors import InputError, NospyError, VerificationError
 from nospy.evidence import Kind, build_sources
 from nospy.findings import Report
 from nospy.keys import read_verifier_key
+from nospy.ledger.interface import LogSource, open_source
+from nospy.ledger.tiles import TILE_WIDTH
 from nospy.report import Format, render
 from nospy.report import html as html_report
+from nospy.server import logview
 from nospy.server.auth import COOKIE, lookup
 from nospy.server.db import Check, Event, State, connect, migrate
 from nospy.server.db import File as FileRow
@@ -504,6 +508,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if c.report_json is None:
             raise HTTPException(409, f"the check is {c.state}, it has no report")
         return HTMLResponse(html_report.render(Report.model_validate_json(c.report_json)))
+
+    # ---- transparency log (with --log and --log-key) ------------------------------------------------------
+
+    log_key = read_verifier_key(settings.log_key) if settings.log_key is not None else None
+    pages.globals["has_log"] = settings.log is not None
+
+    def log_source() -> tuple[LogSource, keys.VerifierKey]:
+        if settings.log is None or log_key is None:
+            raise HTTPException(404, "this server shows no transparency log (start it with --log and --log-key)")
+        return open_source(settings.log), log_key
+
+    def log_error(user: str | None, exc: NospyError) -> HTMLResponse:
+        # a checkpoint or proof that does not verify is shown as an error, never as data
+        return page("log.html.j2", 502, user=user, error=str(exc), signed=None, rows=[], cosignatures=[])
+
+    @app.get("/log", include_in_schema=False)
+    def log_page(
+        user: User,
+        offset: Annotated[int, Query(ge=0, le=1 << 62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=TILE_WIDTH)] = 50,
+    ) -> HTMLResponse:
+        source, key = log_source()
+        try:
+            signed = logview.latest(source, key)
+            rows = logview.entries(source, signed, offset, limit)
+        except (InputError, VerificationError) as exc:
+            return log_error(user, exc)
+        return page(
+            "log.html.j2",
+            user=user,
+            error=None,
+            signed=signed,
+            root=base64.b64encode(signed.checkpoint.root).decode(),
+            cosignatures=logview.signature_names(signed.note),
+            rows=rows,
+            offset=offset,
+            limit=limit,
+        )
+
+    @app.get("/log/entries/{index}", include_in_schema=False)
+    def log_entry_page(user: User, index: Annotated[int, PathParam(ge=0, le=1 << 62)]) -> HTMLResponse:
+        source, key = log_source()
+        try:
+            signed = logview.latest(source, key)
+            if index >= signed.checkpoint.size:
+                raise HTTPException(404, f"no entry {index}: the log has {signed.checkpoint.size}")
+            view = logview.entry(source, signed, index)
+        except (InputError, VerificationError) as exc:
+            return log_error(user, exc)
+        return page(
+            "log_entry.html.j2",
+            user=user,
+            signed=signed,
+            root=base64.b64encode(signed.checkpoint.root).decode(),
+            view=view,
+        )
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

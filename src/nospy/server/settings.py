@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["Settings"]
 
@@ -31,6 +31,17 @@ class Settings(BaseModel):
         ),
     )
 
+    log: str | None = Field(
+        None, description="A transparency log (directory or http(s) URL) to show under /log; needs log_key."
+    )
+    log_key: Path | None = Field(None, description="The log's verifier key (.vkey); its checkpoint must verify.")
+
+    @model_validator(mode="after")
+    def _log_pair(self) -> Settings:
+        if (self.log is None) != (self.log_key is None):
+            raise ValueError("a log and its key go together: give both or neither")
+        return self
+
     @property
     def url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'nospy.db').resolve()}"
@@ -49,6 +60,8 @@ class Settings(BaseModel):
             "max_upload_bytes": "NOSPY_MAX_UPLOAD_BYTES",
             "max_files": "NOSPY_MAX_FILES",
             "workers": "NOSPY_WORKERS",
+            "log": "NOSPY_LOG",
+            "log_key": "NOSPY_LOG_KEY",
         }
         for field, name in env.items():
             if os.environ.get(name):

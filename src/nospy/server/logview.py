@@ -1,0 +1,98 @@
+"""The transparency-log pages' reads: the verified checkpoint, its entries, one entry's inclusion proof.
+
+Every read starts from the log's checkpoint verified under the configured log key (C2SP
+signed-note, tlog-checkpoint); entries are read from the entry bundles (C2SP tlog-tiles) only up to
+that checkpoint's size, and an entry's inclusion proof (RFC 6962 / RFC 9162) is verified against the
+checkpoint's root before it is shown. A checkpoint that does not verify raises, and is never shown.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from nospy import dsse, keys
+from nospy.errors import InputError, VerificationError
+from nospy.ledger import merkle
+from nospy.ledger.checkpoint import SignedCheckpoint, open_checkpoint
+from nospy.ledger.interface import LogSource
+from nospy.ledger.release import read_release
+from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
+
+__all__ = ["EntryRow", "EntryView", "entries", "entry", "latest", "signature_names"]
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    index: int
+    product: str
+    version: str
+    sha256: tuple[str, ...]
+    signer: str
+    problem: str | None  # why the entry is not a readable release manifest
+
+
+@dataclass(frozen=True)
+class EntryView:
+    row: EntryRow
+    leaf_hash: str
+    proof: tuple[str, ...]
+    body: str
+
+
+def latest(source: LogSource, log_key: keys.VerifierKey) -> SignedCheckpoint:
+    """The log's checkpoint, verified; `VerificationError` or `InputError` if it does not verify."""
+    return open_checkpoint(source.read("checkpoint"), [log_key])
+
+
+def _row(index: int, data: bytes) -> EntryRow:
+    try:
+        env, statement = read_release(data, None)
+    except (InputError, VerificationError) as exc:
+        return EntryRow(index, "", "", (), "", str(exc))
+    signer = env.signatures[0].keyid if env.signatures else ""
+    digests = tuple(s.sha256 for s in statement.subject)
+    return EntryRow(index, statement.predicate.product, statement.predicate.version, digests, signer, None)
+
+
+def _bundle(source: LogSource, size: int, n: int) -> list[bytes]:
+    width = tile_width(0, n, size)
+    return parse_bundle(source.read(bundle_path(n, width)), width)
+
+
+def entries(source: LogSource, signed: SignedCheckpoint, offset: int, limit: int) -> list[EntryRow]:
+    """Entries ``offset`` .. ``offset + limit`` (clipped to the checkpoint's size), oldest first."""
+    size = signed.checkpoint.size
+    end = min(size, offset + limit)
+    rows: list[EntryRow] = []
+    bundles: dict[int, list[bytes]] = {}
+    for i in range(offset, end):
+        n = i // TILE_WIDTH
+        if n not in bundles:
+            bundles[n] = _bundle(source, size, n)
+        rows.append(_row(i, bundles[n][i % TILE_WIDTH]))
+    return rows
+
+
+def entry(source: LogSource, signed: SignedCheckpoint, index: int) -> EntryView:
+    """One entry with its inclusion proof, verified against the checkpoint (`VerificationError` if not)."""
+    cp = signed.checkpoint
+    if not 0 <= index < cp.size:
+        raise InputError(f"no entry {index}: the checkpoint's tree has {cp.size}")
+    data = _bundle(source, cp.size, index // TILE_WIDTH)[index % TILE_WIDTH]
+    leaf = merkle.leaf_hash(data)
+    proof = TileReader(source.read, cp.size).inclusion_proof(index)
+    merkle.verify_inclusion(index, cp.size, leaf, proof, cp.root)
+    try:
+        body = dsse.parse(data).payload_bytes.decode("utf-8", "replace")
+    except InputError:
+        body = data.decode("utf-8", "replace")
+    return EntryView(
+        _row(index, data), base64.b64encode(leaf).decode(), tuple(base64.b64encode(p).decode() for p in proof), body
+    )
+
+
+def signature_names(note: str) -> list[str]:
+    """The names on the note's signature lines (the log's own and any cosigners'), in order."""
+    _, _, sigs = note.partition("\n\n")
+    return [line.split(" ")[1] for line in sigs.splitlines() if line.startswith("\u2014 ") and line.count(" ") >= 2]
