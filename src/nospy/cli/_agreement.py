@@ -6,16 +6,16 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from nospy import agreement as agr
 from nospy._fileio import write_atomic
-from nospy.agreement.schema import Agreement
 from nospy.cli._common import TextOrJson, console
 from nospy.errors import InputError
-from nospy.keys import read_signing_key, read_verifier_key
+
+if TYPE_CHECKING:
+    from nospy.agreement.schema import Agreement
 
 app = typer.Typer(help="Write, sign, verify and show agreements.", no_args_is_help=True)
 
@@ -26,6 +26,9 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented agreement template covering every section."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+
     text = agr.template()
     if output is None:
         sys.stdout.write(text)
@@ -46,6 +49,10 @@ def sign(
     ),
 ) -> None:
     """Sign an agreement's canonical JSON (RFC 8785) into a DSSE envelope, or add a signature to one."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.keys import read_signing_key  # noqa: PLC0415
+
     skey = read_signing_key(key)
     env = agr.sign(file, skey)
     if output is None:
@@ -60,6 +67,9 @@ def sign(
 
 
 def _looks_signed(path: Path) -> bool:
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+
     try:
         agr.read_envelope(path)
     except InputError:
@@ -76,6 +86,10 @@ def verify(
     fmt: TextOrJson = typer.Option(TextOrJson.TEXT, "--format", "-f", help="Output format."),
 ) -> None:
     """Check that every named key signed exactly this agreement (exit 0) or say why not (exit 1)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.keys import read_verifier_key  # noqa: PLC0415
+
     verifiers = [read_verifier_key(k) for k in key]
     env = agr.read_envelope(file)
     agreement = agr.verify(env, verifiers, str(file))
@@ -93,6 +107,9 @@ def show(
     fmt: TextOrJson = typer.Option(TextOrJson.TEXT, "--format", "-f", help="text, or json (the canonical JSON)."),
 ) -> None:
     """Show an agreement's clauses and, for a signed one, who signed it (not verified: use verify)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+
     agreement = agr.load(file)
     if fmt is TextOrJson.JSON:
         sys.stdout.write(agr.canonical_json(agreement).decode() + "\n")
@@ -104,6 +121,9 @@ def show(
 
 
 def _print_agreement(a: Agreement, signers: list[str]) -> None:
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from rich.table import Table  # noqa: PLC0415
+
     console.print(f"[bold]{a.title}[/] ({a.id})")
     console.print(f"vendor: {a.vendor}   customer: {a.customer}   products: {', '.join(a.products) or '-'}")
     if signers:

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import typer
 
-from nospy import agreement as agr
 from nospy._fileio import write_atomic
+from nospy._report_format import Format
 from nospy.cli._common import err_console
-from nospy.evidence import SourceOptions, build_sources
-from nospy.findings import Target
-from nospy.keys import read_verifier_key
-from nospy.report import Format, render
-from nospy.verify import check as run_check
 
 
 def check(  # noqa: PLR0917 - typer passes every option as a parameter
@@ -47,6 +42,14 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
     ),
 ) -> None:
     """Check equipment against an agreement: one verdict per clause (exit 0 all pass, 1 a clause fails)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.evidence import SourceOptions, build_sources  # noqa: PLC0415
+    from nospy.findings import Target  # noqa: PLC0415
+    from nospy.keys import read_verifier_key  # noqa: PLC0415
+    from nospy.report import render  # noqa: PLC0415
+    from nospy.verify import check as run_check  # noqa: PLC0415
+
     signed_by: list[str] = []
     if key:
         verifiers = [read_verifier_key(k) for k in key]

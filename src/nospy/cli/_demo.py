@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from nospy.cli._common import console
-from nospy.demo import run_demo
 
 
 def demo(
@@ -19,6 +18,9 @@ def demo(
     ),
 ) -> None:
     """Run the main job on the bundled example: sign the example agreement as both parties and verify it."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.demo import run_demo  # noqa: PLC0415
+
     result = run_demo(out, examples, say=lambda text: console.print(f"[green]✓[/] {text}"))
     console.print(f"demo output in {result.out.resolve()}")
     if result.report is not None:

@@ -7,15 +7,9 @@ from pathlib import Path
 
 import typer
 
-from nospy import agreement as agr
 from nospy._fileio import write_atomic
-from nospy.agreement.schema import Clause
 from nospy.cli._common import TextOrJson, err_console
-from nospy.deployment.moves import plan_moves, render_text
-from nospy.deployment.sources import sources_for
 from nospy.errors import InputError
-from nospy.findings import Target
-from nospy.verify import check
 
 app = typer.Typer(help="Deployment evidence: network placement and data residency.", no_args_is_help=True)
 
@@ -39,6 +33,14 @@ def report(  # noqa: PLR0917 - typer passes every option as a parameter
 ) -> None:
     """List what violates the agreement's placement and data clauses, and where each thing may go
     (exit 0 nothing must move, 1 something must, 2 evidence unreadable or nothing checked)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.agreement.schema import Clause  # noqa: PLC0415
+    from nospy.deployment.moves import plan_moves, render_text  # noqa: PLC0415
+    from nospy.deployment.sources import sources_for  # noqa: PLC0415
+    from nospy.findings import Target  # noqa: PLC0415
+    from nospy.verify import check  # noqa: PLC0415
+
     sources = sources_for(inventory, zones, infrastructure)
     if not sources:
         raise InputError("give deployment evidence: --inventory FILE and/or --infrastructure PLAN")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from nospy import keys
 from nospy._fileio import write_atomic
 from nospy.cli._common import console
 
@@ -20,6 +19,9 @@ def generate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
 ) -> None:
     """Write NAME.skey (secret, mode 0600) and NAME.vkey (public, to share)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+
     key = keys.generate(name)
     stem = name.replace("/", "_")
     skey, vkey = directory / f"{stem}.skey", directory / f"{stem}.vkey"

@@ -5,20 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from nospy import keys
 from nospy._fileio import read_limited, write_atomic
 from nospy.cli._common import console, err_console
 from nospy.errors import InputError
-from nospy.ledger import audit_log, find_release, open_source, verify_proof
-from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
-from nospy.ledger.release import entry_bytes, make_release, read_release, sha256_file
-from nospy.ledger.server import LogServer, WitnessServer
-from nospy.ledger.storage import LogWriter, init_log, read_config
-from nospy.ledger.tiles import MAX_ENTRY
-from nospy.ledger.witness import Witness
+
+if TYPE_CHECKING:
+    from nospy import keys
 
 log_app = typer.Typer(help="Run and check a firmware transparency log (C2SP tlog-tiles).", no_args_is_help=True)
 witness_app = typer.Typer(help="Witness logs: cosign consistent checkpoints (C2SP tlog-witness).", no_args_is_help=True)
@@ -41,6 +37,10 @@ def release(
     output: Path | None = typer.Option(None, "--output", "-o", help="Default: IMAGE.release.json."),
 ) -> None:
     """Write a signed release manifest: an in-toto Statement v1 in a DSSE envelope."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger.release import make_release  # noqa: PLC0415
+
     env = make_release(image, keys.read_signing_key(key), product, version, sbom=sbom, report=report)
     out = output or image.with_name(image.name + ".release.json")
     write_atomic(out, env.to_json().encode())
@@ -58,6 +58,11 @@ def log_init(
     ),
 ) -> None:
     """Create an empty log and sign its first (size 0) checkpoint."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger.checkpoint import parse_cosigner_key  # noqa: PLC0415
+    from nospy.ledger.storage import init_log  # noqa: PLC0415
+
     skey = keys.read_signing_key(key)
     witnesses = []
     for item in witness:
@@ -77,6 +82,11 @@ def log_add(
     manifests: list[Path] = typer.Argument(..., help="Signed release manifests (nospy release)."),
 ) -> None:
     """Append release manifests signed by a trusted vendor key (duplicates keep their index)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.ledger.release import entry_bytes, read_release  # noqa: PLC0415
+    from nospy.ledger.storage import LogWriter, read_config  # noqa: PLC0415
+    from nospy.ledger.tiles import MAX_ENTRY  # noqa: PLC0415
+
     trusted = read_config(directory).trusted_keys()
     entries = []
     for path in manifests:
@@ -105,6 +115,9 @@ def log_serve(
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding the write token."),
 ) -> None:
     """Serve the log over HTTP: GET checkpoint and tiles, POST /add with a bearer token."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.ledger.server import LogServer  # noqa: PLC0415
+
     token = read_limited(token_file, 4096).decode().strip() if token_file else _token()
     server = LogServer(directory, token, host, port)
     console.print(f"serving {directory} at {server.url}")
@@ -114,6 +127,10 @@ def log_serve(
 
 
 def _log_key(location: str, key: Path | None) -> keys.VerifierKey:
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger.storage import read_config  # noqa: PLC0415
+
     if key is not None:
         return keys.read_verifier_key(key)
     if not location.startswith(("http://", "https://")):
@@ -122,6 +139,9 @@ def _log_key(location: str, key: Path | None) -> keys.VerifierKey:
 
 
 def _digest(sha256: str | None, image: Path | None) -> str:
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.ledger.release import sha256_file  # noqa: PLC0415
+
     if (sha256 is None) == (image is None):
         raise InputError("give exactly one of --sha256 and --image")
     if image is not None:
@@ -138,6 +158,9 @@ def log_prove(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the .tlog-proof."),
 ) -> None:
     """Write a C2SP tlog-proof that the image's release is in the log (exit 1 if it is not)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.ledger import find_release  # noqa: PLC0415
+
     evidence = find_release(log, _log_key(log, key), _digest(sha256, image))
     if evidence is None:
         console.print("not in the log")
@@ -158,6 +181,11 @@ def log_verify(
     quorum: int = typer.Option(0, "--quorum", help="How many of the witnesses must have cosigned."),
 ) -> None:
     """Check a tlog-proof offline: signed checkpoint, cosignatures, and the inclusion proof."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger import verify_proof  # noqa: PLC0415
+    from nospy.ledger.checkpoint import CosignerKey  # noqa: PLC0415
+
     cosigners = [CosignerKey.from_verifier(keys.read_verifier_key(p)) for p in witness]
     ev = verify_proof(
         read_limited(proof, 1 << 20),
@@ -182,6 +210,10 @@ def log_audit(
     state: Path | None = typer.Option(None, "--state", help="Last seen checkpoint (default: XDG state dir)."),
 ) -> None:
     """Verify the checkpoint, recompute the whole tree, check consistency with the last audit."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger import audit_log, open_source  # noqa: PLC0415
+
     vkey = keys.read_verifier_key(key)
     state_path = state or _default_state(vkey)
     state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +235,12 @@ def witness_serve(
     port: int = typer.Option(8081, "--port"),
 ) -> None:
     """Serve POST /add-checkpoint and cosign checkpoints consistent with the last one seen."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import keys  # noqa: PLC0415
+    from nospy.ledger.checkpoint import CosignerKey  # noqa: PLC0415
+    from nospy.ledger.server import WitnessServer  # noqa: PLC0415
+    from nospy.ledger.witness import Witness  # noqa: PLC0415
+
     skey = keys.read_signing_key(key)
     server = WitnessServer(Witness(skey, [keys.read_verifier_key(p) for p in log], state), host, port)
     console.print(f"witness {skey.name} at {server.url}; cosigner key: {CosignerKey.from_verifier(skey.verifier)}")

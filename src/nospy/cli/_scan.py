@@ -8,14 +8,8 @@ from pathlib import Path
 
 import typer
 
-from nospy import agreement as agr
 from nospy._fileio import write_atomic
 from nospy.cli._common import err_console
-from nospy.firmware.components import cyclonedx_json
-from nospy.firmware.diff import diff_reports, render_diff
-from nospy.firmware.geo import RangeTable
-from nospy.firmware.scan import scan_report
-from nospy.report import Format, render
 
 
 class ScanFormat(StrEnum):
@@ -75,6 +69,13 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
     ),
 ) -> None:
     """Scan firmware for backdoors: accounts, services, consoles, keys, credentials, known backdoors, endpoints."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.firmware.components import cyclonedx_json  # noqa: PLC0415
+    from nospy.firmware.geo import RangeTable  # noqa: PLC0415
+    from nospy.firmware.scan import scan_report  # noqa: PLC0415
+    from nospy.report import Format, render  # noqa: PLC0415
+
     parsed = agr.load(agreement) if agreement is not None else None
     lookup = RangeTable.load(geo) if geo is not None else None
     report = scan_report(image, parsed, rules, lookup, progress=lambda text: err_console.print(f"[dim]{text}[/]"))
@@ -97,6 +98,10 @@ def diff(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here (default: standard output)."),
 ) -> None:
     """What changed between two images: files, accounts, services, components, and findings that came or went."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy.firmware.diff import diff_reports, render_diff  # noqa: PLC0415
+    from nospy.firmware.scan import scan_report  # noqa: PLC0415
+
     progress = lambda text: err_console.print(f"[dim]{text}[/]")  # noqa: E731 - a one-line callback
     before, after = scan_report(old, progress=progress), scan_report(new, progress=progress)
     result = diff_reports(old, new, before, after)

@@ -6,21 +6,16 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from nospy import agreement as agr
 from nospy.cli._common import console, err_console
-from nospy.findings import Finding, Severity
-from nospy.traffic.aggregate import Summary, aggregate, summarise
-from nospy.traffic.dns import merge_names
-from nospy.traffic.flows import Flows
-from nospy.traffic.geo import open_geolocator
-from nospy.traffic.interface import Capture
-from nospy.traffic.parquet import flows_table, write_parquet
-from nospy.traffic.read import read_capture
-from nospy.traffic.rules import evaluate, parse_networks
+
+if TYPE_CHECKING:
+    from nospy.findings import Finding
+    from nospy.traffic.aggregate import Summary
+    from nospy.traffic.interface import Capture
 
 
 class TrafficFormat(StrEnum):
@@ -41,6 +36,17 @@ def traffic(  # noqa: PLR0917 - typer passes options as parameters
     ),
 ) -> None:
     """Bytes, packets and flows by destination country and host (exit 1 if --agreement's rules find something)."""
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.findings import Severity  # noqa: PLC0415
+    from nospy.traffic.aggregate import aggregate, summarise  # noqa: PLC0415
+    from nospy.traffic.dns import merge_names  # noqa: PLC0415
+    from nospy.traffic.flows import Flows  # noqa: PLC0415
+    from nospy.traffic.geo import open_geolocator  # noqa: PLC0415
+    from nospy.traffic.parquet import flows_table, write_parquet  # noqa: PLC0415
+    from nospy.traffic.read import read_capture  # noqa: PLC0415
+    from nospy.traffic.rules import evaluate, parse_networks  # noqa: PLC0415
+
     parsed = agr.load(agreement) if agreement else None
     geo = open_geolocator(geoip)
     nets = parse_networks(local)
@@ -91,6 +97,9 @@ def traffic(  # noqa: PLR0917 - typer passes options as parameters
 def _table(
     captures: list[Path], caps: list[Capture], summary: Summary, findings: list[Finding], errors: list[dict[str, str]]
 ) -> None:
+    # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
+    from rich.table import Table  # noqa: PLC0415
+
     for p, c in zip(captures, caps, strict=True):
         console.print(f"[bold]{p}[/]: {c.format}, {c.records} records, {len(c.flows)} flows")
     db = summary.geolocation

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
+from nospy._report_format import Format
 from nospy.findings import Report
 from nospy.report import html, json_report, oscal, sarif, table
 
 __all__ = ["Format", "render"]
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    HTML = "html"
-    SARIF = "sarif"
-    OSCAL = "oscal"
 
 
 def render(report: Report, fmt: Format) -> str:
