@@ -37,7 +37,12 @@ class _InodeFs(Filesystem):
         self._root = root
 
     def node(self, inode: object) -> Node:
-        raise NotImplementedError
+        # jffs2 and cramfs inodes carry mode, uid, gid, size and link themselves; ext overrides this
+        mode: int = inode.mode  # type: ignore[attr-defined]
+        kind = mode_type(mode)
+        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
+        size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
+        return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, link)  # type: ignore[attr-defined]
 
     def name(self, inode: object) -> str:
         return str(inode.name)  # type: ignore[attr-defined]
@@ -134,13 +139,6 @@ class Jffs2(Handler):
 
 
 class _Jffs2Fs(_InodeFs):
-    def node(self, inode: object) -> Node:
-        mode: int = inode.mode  # type: ignore[attr-defined]
-        kind = mode_type(mode)
-        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
-        size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
-        return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, link)  # type: ignore[attr-defined]
-
     def key(self, ref: object) -> object:
         return ref.inum  # type: ignore[attr-defined]
 
@@ -203,13 +201,6 @@ class Ext(Handler):
 
 
 class _CramFs(_InodeFs):
-    def node(self, inode: object) -> Node:
-        mode: int = inode.mode  # type: ignore[attr-defined]
-        kind = mode_type(mode)
-        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
-        size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
-        return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, link)  # type: ignore[attr-defined]
-
     def key(self, ref: object) -> object:
         return ref.offset  # type: ignore[attr-defined]
 
