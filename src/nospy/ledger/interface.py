@@ -7,6 +7,7 @@ proof does not hold, `InputError` when something cannot be read).
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 import zlib
@@ -49,12 +50,22 @@ class DirSource:
             raise InputError(f"{root}: not a log directory (no checkpoint file)")
         self.root = root
         self.location = str(root)
+        self._prefix = f"{root}{os.sep}"
 
     def read(self, path: str) -> bytes:
+        # os.open/os.read on a str path: three or four system calls, where Path.open's buffered
+        # file adds fstat, ioctl and lseek; proofs read a handful of small tiles each
         limit = _limit(path)
         try:
-            with (self.root / path).open("rb") as fh:
-                data = fh.read(limit + 1)
+            fd = os.open(self._prefix + path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                # a big limit (entry bundles) is not allocated up front: the file's size is asked first
+                want = limit + 1 if limit <= 1 << 16 else min(limit + 1, os.fstat(fd).st_size + 1)
+                data = os.read(fd, want)
+                while len(data) <= limit and (more := os.read(fd, limit + 1 - len(data))):
+                    data += more
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise InputError(f"{self.root}/{path}: {exc.strerror or exc}") from None
         if len(data) > limit:

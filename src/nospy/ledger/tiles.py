@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ __all__ = [
     "MAX_ENTRY",
     "TILE_HEIGHT",
     "TILE_WIDTH",
+    "TileCache",
     "TilePath",
     "TileReader",
     "bundle_path",
@@ -144,60 +147,104 @@ def split_tile(data: bytes, width: int) -> list[bytes]:
     return [data[i : i + merkle.HASH_SIZE] for i in range(0, len(data), merkle.HASH_SIZE)]
 
 
+def _pyramid(tile: bytes) -> tuple[bytes, ...]:
+    """Every level of the perfect subtrees inside one tile: ``levels[k]`` holds the hashes of the
+    complete ``2**k``-unit subtrees side by side (levels[0] is the tile itself).
+
+    A full tile costs 255 SHA-256 calls, which is what one inclusion proof needs anyway (its
+    siblings inside a tile cover all but 8 of those nodes), and every later proof through the same
+    tile costs none. Each call hashes ``0x01 || left || right`` straight from a slice of the level
+    below: per call, hashlib's own overhead is most of the price, so there is nothing to batch.
+    """
+    levels = [tile]
+    sha = hashlib.sha256
+    buf = tile
+    while len(buf) >= 2 * merkle.HASH_SIZE:
+        end = len(buf) - len(buf) % (2 * merkle.HASH_SIZE)  # an odd last node is not a complete pair
+        buf = b"".join([sha(b"\x01" + buf[i : i + 64]).digest() for i in range(0, end, 64)])
+        levels.append(buf)
+    return tuple(levels)
+
+
+class TileCache:
+    """A bounded, thread-safe LRU of hashed tiles, shared by the readers of one log.
+
+    Keys are (level, index, width): a tile path names immutable bytes under C2SP tlog-tiles (a
+    partial tile has its own path per width), so one cache serves every checkpoint of the log. What
+    is cached is only as trusted as the proofs built from it, which callers verify; after a proof
+    fails, `clear` drops whatever a lying source may have put here.
+    """
+
+    def __init__(self, max_tiles: int = 4096) -> None:
+        self.max_tiles = max_tiles  # a full tile's pyramid is about 16 KB
+        self._items: OrderedDict[tuple[int, int, int], tuple[bytes, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, int]) -> tuple[bytes, ...] | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[int, int, int], value: tuple[bytes, ...]) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_tiles:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class TileReader:
     """Merkle subtree hashes of a tree of ``size`` leaves, from tiles fetched with ``fetch(path)``.
 
     Nothing read here is trusted on its own: callers verify the proofs built from it against a
-    signed checkpoint, so a wrong tile shows up as a failed proof.
+    signed checkpoint, so a wrong tile shows up as a failed proof. Without ``cache`` the reader
+    keeps the tiles it hashed for its own lifetime (one proof, one audit); a server passes one
+    `TileCache` to the readers of every request.
     """
 
-    def __init__(self, fetch: Callable[[str], bytes], size: int) -> None:
+    def __init__(self, fetch: Callable[[str], bytes], size: int, cache: TileCache | None = None) -> None:
         self._fetch = fetch
         self.size = size
-        self._tiles: dict[tuple[int, int], bytes] = {}
-        self._nodes: dict[tuple[int, int], bytes] = {}  # subtrees hashed from more than one tile hash
+        self._cache = cache if cache is not None else TileCache()
+
+    def pyramid(self, level: int, index: int) -> tuple[bytes, ...]:
+        """Tile (level, index), as wide as this tree size makes it, and the subtrees inside it."""
+        width = tile_width(level, index, self.size)
+        key = (level, index, width)
+        levels = self._cache.get(key)
+        if levels is None:
+            if width == 0:
+                raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
+            path = tile_path(level, index, width)
+            data = self._fetch(path)
+            if len(data) != width * merkle.HASH_SIZE:
+                raise InputError(f"{path}: {len(data)} bytes, expected {width * merkle.HASH_SIZE}")
+            levels = _pyramid(data)
+            self._cache.put(key, levels)
+        return levels
 
     def tile(self, level: int, index: int) -> bytes:
         """The tile's bytes, full or as partial as this tree size makes it."""
-        key = (level, index)
-        data = self._tiles.get(key)
-        if data is None:
-            width = tile_width(level, index, self.size)
-            if width == 0:
-                raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
-            data = self._fetch(tile_path(level, index, width))
-            if len(data) != width * merkle.HASH_SIZE:
-                raise InputError(f"{tile_path(level, index, width)}: {len(data)} bytes, expected {width * 32}")
-            if len(self._tiles) > 1024:  # bounded: a proof touches a few tiles per level
-                self._tiles.clear()
-            self._tiles[key] = data
-        return data
+        return self.pyramid(level, index)[0]
 
     def perfect(self, height: int, index: int) -> bytes:
-        """MTH of the perfect subtree of ``2**height`` leaves number ``index`` (merkle.PerfectHash).
-
-        Its ``2**(height % 8)`` lowest hashes sit side by side in one tile; they are hashed pairwise
-        straight from the tile's bytes (one slice per node), the cheapest way to run SHA-256 from
-        Python, and only the nodes of this subtree are computed.
-        """
+        """MTH of the perfect subtree of ``2**height`` leaves number ``index`` (merkle.PerfectHash):
+        a slice of the pyramid of the one tile that holds it."""
         if (index + 1) << height > self.size:
             raise InputError(f"subtree {height}/{index} is not complete in a tree of size {self.size}")
         level, within = divmod(height, TILE_HEIGHT)
-        tile, offset = divmod(index << within, TILE_WIDTH)
-        if within == 0:
-            return self.tile(level, tile)[offset * 32 : offset * 32 + 32]
-        # remembered: many proofs from one reader share the nodes near the root and the right edge
-        node = self._nodes.get((height, index))
-        if node is not None:
-            return node
-        buf = self.tile(level, tile)[offset * 32 : (offset + (1 << within)) * 32]
-        sha = hashlib.sha256
-        while len(buf) > merkle.HASH_SIZE:
-            buf = b"".join([sha(b"\x01" + buf[i : i + 64]).digest() for i in range(0, len(buf), 64)])
-        if len(self._nodes) > 65536:
-            self._nodes.clear()
-        self._nodes[(height, index)] = buf
-        return buf
+        tile, offset = divmod(index, TILE_WIDTH >> within)
+        row = self.pyramid(level, tile)[within]
+        return row[offset * merkle.HASH_SIZE : (offset + 1) * merkle.HASH_SIZE]
 
     def root(self) -> bytes:
         return merkle.range_hash(0, self.size, self.perfect) if self.size else merkle.EMPTY_ROOT
