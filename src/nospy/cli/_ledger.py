@@ -219,6 +219,8 @@ def log_audit(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     result = audit_log(open_source(log), vkey, origin=origin, state=state_path)
     seen = "" if result.previous_size is None else f", consistent with size {result.previous_size} seen before"
+    if result.writer_state_checked:
+        seen += "; the writer's .nospy/ state agrees with it"
     if result.unpublished_files:
         seen += f" ({result.unpublished_files} files past the checkpoint, from a batch being written, left alone)"
     console.print(

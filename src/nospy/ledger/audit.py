@@ -6,7 +6,10 @@ this client saw.
 On a directory, every tile and bundle file inside the checkpoint's tree is checked, including
 partial tiles kept for older checkpoints; files that reach past the checkpoint (a batch still being
 written) are counted and left alone, as clients never fetch them. Dot-files are not part of the
-layout and are ignored.
+layout and are ignored by the public checks: a log copied or written by any tlog-tiles tool audits
+on its own. When the directory holds nospy's writer state (``.nospy/``), that is checked last
+against the verified checkpoint (`nospy.ledger.storage.check_writer_state`): a configuration or a
+pending batch that would make the next append go wrong fails the audit too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
 from nospy.ledger.checkpoint import Checkpoint, open_checkpoint
 from nospy.ledger.interface import DirSource, LogSource
+from nospy.ledger.storage import check_writer_state
 from nospy.ledger.tiles import (
     TILE_WIDTH,
     TileReader,
@@ -41,6 +45,7 @@ class AuditResult:
     files_checked: int
     unpublished_files: int
     previous_size: int | None  # size of the last checkpoint seen before, if any
+    writer_state_checked: bool = False  # the directory's .nospy/ was checked (nospy's own writer)
 
 
 class _Tree:
@@ -121,13 +126,15 @@ def audit_log(
         raise VerificationError(f"the entries do not hash to the checkpoint's root (size {size})")
 
     unpublished = 0
+    writer_state = False
     if isinstance(source, DirSource):
         unpublished = _check_every_file(source, rows, size, checked)
+        writer_state = check_writer_state(source.root, cp, log_key)
 
     previous = _check_previous(state, cp, log_key, reader) if state is not None else None
     if state is not None:
         write_atomic(state, note if isinstance(note, bytes) else note.encode())
-    return AuditResult(cp, len(checked), unpublished, previous)
+    return AuditResult(cp, len(checked), unpublished, previous, writer_state)
 
 
 def _slice(rows: list[bytes], path: str) -> bytes:

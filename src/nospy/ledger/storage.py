@@ -38,13 +38,14 @@ from nospy.ledger.tiles import (
     bundle_path,
     encode_bundle,
     parse_bundle,
+    parse_tile_path,
     split_tile,
     tile_path,
     tile_width,
 )
 from nospy.ledger.witness import WitnessClient
 
-__all__ = ["LogConfig", "LogWriter", "Sequencer", "init_log", "read_config"]
+__all__ = ["LogConfig", "LogWriter", "Sequencer", "check_writer_state", "init_log", "pending_batch", "read_config"]
 
 PRIVATE_DIR = ".nospy"
 _CONFIG = "config.json"
@@ -107,6 +108,83 @@ def init_log(
     )
     write_atomic(root / PRIVATE_DIR / _CONFIG, (config.model_dump_json(indent=2) + "\n").encode())
     write_atomic(root / "checkpoint", sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), key).encode())
+
+
+def pending_batch(journal: bytes, size: int) -> list[str]:
+    """The files a batch's journal says to delete, given the size of the log's signed checkpoint.
+
+    A batch that reached its checkpoint (``size`` is its new size) deletes nothing. One that did
+    not (``size`` is its old size) deletes its files, and each must be a canonical tile or bundle
+    path that reaches past the old size and not past the new one: such a file is not part of any
+    published tree. `VerificationError` for anything else, which no writer of this log at this
+    checkpoint can have written.
+    """
+    try:
+        plan = json.loads(journal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VerificationError(f"{PRIVATE_DIR}/{_JOURNAL}: not JSON: {exc}") from None
+    if not (
+        isinstance(plan, dict)
+        and set(plan) == {"old_size", "new_size", "paths"}
+        and all(type(plan[k]) is int for k in ("old_size", "new_size"))
+        and isinstance(plan["paths"], list)
+        and all(isinstance(p, str) for p in plan["paths"])
+    ):
+        raise VerificationError(f"{PRIVATE_DIR}/{_JOURNAL}: not a batch journal")
+    old, new, paths = plan["old_size"], plan["new_size"], plan["paths"]
+    if not 0 <= old < new:
+        raise VerificationError(f"{PRIVATE_DIR}/{_JOURNAL}: sizes {old} -> {new} do not grow the log")
+    if size == new:
+        return []
+    if size != old:
+        raise VerificationError(
+            f"{PRIVATE_DIR}/{_JOURNAL}: a batch from size {old} to {new}, but the checkpoint is at {size}: "
+            "the log directory was changed"
+        )
+    for rel in paths:
+        try:
+            tp = parse_tile_path(rel)
+        except InputError as exc:
+            raise VerificationError(f"{PRIVATE_DIR}/{_JOURNAL}: {exc}") from None
+        end = (tp.index * TILE_WIDTH + tp.width) << (8 * (tp.level or 0))
+        if not old < end <= new:
+            raise VerificationError(
+                f"{PRIVATE_DIR}/{_JOURNAL}: {rel} is not a file of a batch from size {old} to {new}"
+            )
+    return list(paths)
+
+
+def check_writer_state(root: Path, cp: Checkpoint, log_key: keys.VerifierKey) -> bool:
+    """Check a log directory's private writer state against its verified checkpoint ``cp``.
+
+    Returns False when ``root`` has no ``.nospy/`` (a log written or copied by anything else:
+    the public log audits on its own). Otherwise raises `VerificationError` if the next writer
+    would go wrong: a configuration that does not parse, names another origin or log key, or a
+    signing key file that is not there; or a pending batch journal that disagrees with the
+    checkpoint (see `pending_batch`). The dedup index is not stored: each writer rebuilds it from
+    the level-0 tiles, which the public audit has checked against the entries.
+    """
+    private = root / PRIVATE_DIR
+    if not private.is_dir():
+        return False
+    try:
+        config = read_config(root)
+        verifier = config.verifier()
+        trusted = config.trusted_keys()
+        witnesses = [parse_cosigner_key(w.key) for w in config.witnesses]
+    except InputError as exc:
+        raise VerificationError(f"{PRIVATE_DIR}/{_CONFIG}: {exc}") from None
+    del trusted, witnesses  # parsed only: a key that does not parse stops the writer
+    if config.origin != cp.origin:
+        raise VerificationError(f"{PRIVATE_DIR}/{_CONFIG}: origin {config.origin!r}, the checkpoint's is {cp.origin!r}")
+    if verifier != log_key:
+        raise VerificationError(f"{PRIVATE_DIR}/{_CONFIG}: the log key is not the key the checkpoint was verified with")
+    if not Path(config.signing_key).is_file():
+        raise VerificationError(f"{PRIVATE_DIR}/{_CONFIG}: signing key file {config.signing_key} is not there")
+    journal = private / _JOURNAL
+    if journal.exists():
+        pending_batch(read_limited(journal, 1 << 24), cp.size)
+    return True
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -186,18 +264,17 @@ class LogWriter:
         journal = private / _JOURNAL
         if not journal.exists():
             return
-        plan = json.loads(read_limited(journal, 1 << 24))
         cp = open_checkpoint(read_limited(self.root / "checkpoint", 1 << 16), [self.key.verifier]).checkpoint
-        if cp.size != plan["new_size"]:
-            if cp.size != plan["old_size"]:
-                raise VerificationError("journal and checkpoint disagree: the log directory was changed")
-            dirs = set()
-            for rel in plan["paths"]:
-                (self.root / rel).unlink(missing_ok=True)
-                dirs.add((self.root / rel).parent)
-            for d in dirs:  # the deletions must be durable before the journal that names them goes
-                if d.is_dir():
-                    _fsync_dir(d)
+        # a journal that names a file the published tree needs (or a path outside the log) is
+        # refused before anything is deleted: recovery must never be what breaks a log
+        doomed = pending_batch(read_limited(journal, 1 << 24), cp.size)
+        dirs = set()
+        for rel in doomed:
+            (self.root / rel).unlink(missing_ok=True)
+            dirs.add((self.root / rel).parent)
+        for d in dirs:  # the deletions must be durable before the journal that names them goes
+            if d.is_dir():
+                _fsync_dir(d)
         journal.unlink()
         _fsync_dir(private)
 
