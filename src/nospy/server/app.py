@@ -36,7 +36,7 @@ from nospy.evidence import Kind, build_sources
 from nospy.findings import Report
 from nospy.keys import read_verifier_key
 from nospy.ledger.interface import LogSource, open_source
-from nospy.ledger.tiles import TILE_WIDTH
+from nospy.ledger.tiles import TILE_WIDTH, TileCache
 from nospy.report import Format, render
 from nospy.report import html as html_report
 from nospy.server import logview
@@ -513,6 +513,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     log_key = read_verifier_key(settings.log_key) if settings.log_key is not None else None
     pages.globals["has_log"] = settings.log is not None
+    log_tiles = TileCache()  # hashed tiles shared by every entry page: a proof then hashes one tile, not three
 
     def log_source() -> tuple[LogSource, keys.VerifierKey]:
         if settings.log is None or log_key is None:
@@ -554,7 +555,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signed = logview.latest(source, key)
             if index >= signed.checkpoint.size:
                 raise HTTPException(404, f"no entry {index}: the log has {signed.checkpoint.size}")
-            view = logview.entry(source, signed, index)
+            view = logview.entry(source, signed, index, log_tiles)
         except (InputError, VerificationError) as exc:
             return log_error(user, exc)
         return page(

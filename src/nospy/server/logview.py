@@ -17,7 +17,7 @@ from nospy.ledger import merkle
 from nospy.ledger.checkpoint import SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
 from nospy.ledger.release import read_release
-from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
+from nospy.ledger.tiles import TILE_WIDTH, TileCache, TileReader, bundle_path, parse_bundle, tile_width
 
 __all__ = ["EntryRow", "EntryView", "entries", "entry", "latest", "signature_names"]
 
@@ -74,15 +74,24 @@ def entries(source: LogSource, signed: SignedCheckpoint, offset: int, limit: int
     return rows
 
 
-def entry(source: LogSource, signed: SignedCheckpoint, index: int) -> EntryView:
-    """One entry with its inclusion proof, verified against the checkpoint (`VerificationError` if not)."""
+def entry(source: LogSource, signed: SignedCheckpoint, index: int, tiles: TileCache | None = None) -> EntryView:
+    """One entry with its inclusion proof, verified against the checkpoint (`VerificationError` if not).
+
+    ``tiles`` is the server's cache of hashed tiles, shared by requests; it is emptied when a proof
+    fails, so a tile a lying source served once is not used again.
+    """
     cp = signed.checkpoint
     if not 0 <= index < cp.size:
         raise InputError(f"no entry {index}: the checkpoint's tree has {cp.size}")
     data = _bundle(source, cp.size, index // TILE_WIDTH)[index % TILE_WIDTH]
     leaf = merkle.leaf_hash(data)
-    proof = TileReader(source.read, cp.size).inclusion_proof(index)
-    merkle.verify_inclusion(index, cp.size, leaf, proof, cp.root)
+    try:
+        proof = TileReader(source.read, cp.size, tiles).inclusion_proof(index)
+        merkle.verify_inclusion(index, cp.size, leaf, proof, cp.root)
+    except (InputError, VerificationError):
+        if tiles is not None:
+            tiles.clear()
+        raise
     try:
         body = dsse.parse(data).payload_bytes.decode("utf-8", "replace")
     except InputError:
