@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -85,6 +86,23 @@ def test_reads_and_guarded_writes(served: Served) -> None:
         assert resp.headers["Content-Encoding"] == "gzip"
         assert gzip.decompress(resp.read()) == body
     assert HttpSource(url).read("tile/entries/000.p/1") == body  # asks for gzip, inflates
+
+
+def test_refused_post_closes_the_connection(served: Served) -> None:
+    """A POST answered before its body is read (bad token, unknown path, too large) ends the
+    keep-alive connection, so the body is never taken for a second request."""
+    host, port = served.server.httpd.server_address[:2]
+    inner = b"GET /checkpoint HTTP/1.1\r\nHost: log\r\n\r\n"
+    for path, token in (("/add", "wrong"), ("/elsewhere", TOKEN)):
+        head = f"POST {path} HTTP/1.1\r\nHost: log\r\nAuthorization: Bearer {token}\r\n"
+        request = head.encode() + b"Content-Length: %d\r\n\r\n" % len(inner) + inner
+        with socket.create_connection((str(host), int(port)), timeout=10) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):  # the server closes: recv returns b""
+                answer += chunk
+        assert answer.count(b"HTTP/1.1 ") == 1, answer
+        assert answer.startswith((b"HTTP/1.1 401", b"HTTP/1.1 404"))
 
 
 def test_concurrent_writers_then_audit_and_find_over_http(served: Served) -> None:

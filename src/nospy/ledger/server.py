@@ -29,6 +29,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"  # tiles and bundles never ch
 class _Handler(BaseHTTPRequestHandler):
     server_version = "nospy"
     protocol_version = "HTTP/1.1"
+    _body_read = False
     timeout = 30  # seconds a client may take between reads: slow clients cannot hold threads forever
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
@@ -48,7 +49,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, status: int, message: str) -> None:
+        if self.command == "POST" and not self._body_read:
+            # an unread body would be parsed as the next request on this keep-alive connection
+            self.close_connection = True
         self._send(status, "text/plain; charset=utf-8", (message + "\n").encode())
+
+    def handle_one_request(self) -> None:
+        self._body_read = False
+        super().handle_one_request()
 
     def _body(self, limit: int) -> bytes | None:
         length = self.headers.get("Content-Length")
@@ -57,8 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if int(length) > limit:
             self._error(413, f"request body above {limit} bytes")
-            self.close_connection = True
             return None
+        self._body_read = True
         return self.rfile.read(int(length))
 
 
