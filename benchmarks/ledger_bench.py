@@ -59,10 +59,13 @@ def bench_appends(root: Path, entries: int, batch: int, size: int) -> None:
         f"appends: {entries:,} x {size} B in batches of {batch}: {add_time:.1f} s in add() -> "
         f"{entries / add_time:,.0f} durable appends/s ({entries / wall:,.0f}/s wall, incl. making random entries)"
     )
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     result = audit_log(open_source(root), key.verifier)
-    took = time.perf_counter() - t
-    print(f"audit: {result.checkpoint.size:,} entries, {result.files_checked:,} files: {took:.2f} s")
+    took, cpu = time.perf_counter() - t, time.process_time() - c
+    print(
+        f"audit: {result.checkpoint.size:,} entries, {result.files_checked:,} files: {took:.2f} s "
+        f"({cpu:.2f} s CPU time); load average {os.getloadavg()}"
+    )
 
 
 def bench_find(root: Path, count: int) -> None:

@@ -14,6 +14,7 @@ pending batch that would make the next append go wrong fails the audit too.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,14 +89,14 @@ def audit_log(
 
     # level 0 from the entry bundles, checked against the level-0 tiles
     level0: list[bytes] = []
-    sha = merkle.leaf_hash
+    sha = hashlib.sha256  # merkle.leaf_hash inlined: one call less per entry of a million-entry log
     for n in range(-(-size // TILE_WIDTH)):
         width = tile_width(0, n, size)
         try:
             entries = parse_bundle(_must(source, bundle_path(n, width)), width)
         except InputError as exc:
             raise VerificationError(f"{bundle_path(n, width)}: {exc}") from None
-        leaves = b"".join([sha(e) for e in entries])
+        leaves = b"".join([sha(b"\x00" + e).digest() for e in entries])
         if _must(source, tile_path(0, n, width)) != leaves:
             raise VerificationError(f"{tile_path(0, n, width)} does not match the hashes of its entries")
         level0.append(leaves)
