@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from nospy.firmware.tree import DirectoryTree, EntryType, FileTree
-from nospy.firmware.unpack import PREFIX, open_image
+from nospy.firmware.unpack import PREFIX, Limits, open_image
+from nospy.firmware.unpack.base import Context
+from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
+from nospy.firmware.unpack.limits import Budget
 from unpack_images import BUILDERS, build, make_rootfs, run, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
@@ -162,6 +165,30 @@ def test_uimage_with_vendor_lzma_properties(workdir: Path) -> None:
     tree = open_image(uimage(packed, workdir / "vendor.uimage", "lzma"))
     assert tree.issues == []
     assert tree.read(f"{PREFIX}/uimage@0x0/lzma/data") == kernel
+
+
+def test_big_endian_cramfs_carved_at_an_offset(rootfs: Path, workdir: Path) -> None:
+    """mkfs.cramfs -N big behind a vendor header and before padding: found, read, and its byte order named."""
+    cramfs = build("cramfs-be", rootfs, workdir).read_bytes()
+    assert cramfs[:4] == b"\x28\xcd\x3d\x45"  # the magic as a big-endian word
+    image = workdir / "cramfs-be-carved.bin"
+    image.write_bytes(b"VENDOR-HDR".ljust(0x300, b"\0") + cramfs + b"\xff" * 0x1000)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == "cramfs-be-carved.bin!cramfs-be@0x300"
+    assert summary(tree) == summary(DirectoryTree(rootfs))
+    assert tree.read("/etc/init.d/rcS") == (rootfs / "etc/init.d/rcS").read_bytes()
+
+
+def test_big_endian_cramfs_swapped_as_cramfsswap_does(rootfs: Path, workdir: Path) -> None:
+    """The in-memory byte swap equals Debian's cramfsswap, but for the CRC that cramfsswap recomputes."""
+    be = build("cramfs-be", rootfs, workdir)
+    swapped = workdir / "cramfs-swapped.img"
+    run("cramfsswap", be, swapped)
+    ours = _cramfs_to_le(memoryview(be.read_bytes()), Context(Budget(Limits()), "test"))
+    theirs = swapped.read_bytes()
+    assert len(ours) == len(theirs)
+    assert ours[:32] + ours[36:] == theirs[:32] + theirs[36:]
 
 
 def test_yaffs2_test_images_are_what_unyaffs_reads(rootfs: Path, workdir: Path) -> None:
