@@ -117,6 +117,7 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
     "squashfs-lzo": _squashfs("lzo"),
     "squashfs-lz4": _squashfs("lz4"),
     "squashfs-zstd": _squashfs("zstd"),
+    "squashfs-lzma": _squashfs("lzma"),  # the LZMA-alone framing (13-byte header) of squashfs-tools
     "jffs2-le": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-l", "-e", "64KiB", "-U"),
     "jffs2-be": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-b", "-e", "64KiB", "-U"),
     "ubi": _ubi,
