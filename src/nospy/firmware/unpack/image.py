@@ -267,6 +267,8 @@ class _Engine:
         try:
             with fs.open_file(ref) as fh:
                 head = fh.read(_HEAD)
+        except LimitError:
+            raise
         except Exception:  # noqa: BLE001 - a file that cannot be read is reported by whoever reads it whole
             return False
         matched = [handler for handler, pattern in self.handlers if pattern.match(head, handler.OFFSET)]
@@ -277,7 +279,7 @@ class _Engine:
                 return True
         if matched:
             return False
-        if head.startswith(_KNOWN_TYPES) or (b"\0" not in head and len(head) == _HEAD):
+        if head.startswith(_KNOWN_TYPES) or b"\0" not in head:
             return False  # a program, a picture ... or text (no NUL in its first block)
         return node.size >= _CARVE_SIZE or path.startswith(_FIRMWARE_DIRS)
 
