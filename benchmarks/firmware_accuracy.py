@@ -7,15 +7,15 @@ image passes when it has no high or critical finding. The corpus is defined in
 tests/firmware_corpus.py (one place for the suite and this benchmark).
 
 With ``--containers`` each image is first packed into a firmware container by the Debian tool that
-makes it (mksquashfs, mke2fs, cpio+gzip, tar+xz, mkfs.jffs2, mkfs.cramfs, mkimage around squashfs),
-the formats taken in turn, and scanned through the unpacker (``nospy.firmware.unpack.open_image``).
+makes it (mksquashfs, mke2fs, cpio+gzip, tar+xz, mkfs.jffs2 and mkfs.cramfs in both byte orders,
+mkimage around squashfs, mkfs.ubifs+ubinize: ``firmware_corpus.CONTAINERS``), the formats taken in
+turn, and scanned through the unpacker (``nospy.firmware.unpack.open_image``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,30 +33,12 @@ from nospy.firmware.scan import scan_tree  # noqa: E402
 from nospy.firmware.tree import DirectoryTree  # noqa: E402
 
 
-def _sh(cmd: str, cwd: Path | None = None) -> None:
-    subprocess.run(["sh", "-c", cmd], check=True, capture_output=True, cwd=cwd)
-
-
-# (name, command making {out} from the folder {root}): each a real tool from debian-packages.txt
-CONTAINERS: tuple[tuple[str, str], ...] = (
-    ("squashfs-xz", "mksquashfs {root} {out} -comp xz -all-root -noappend -quiet"),
-    ("ext4", "mke2fs -q -t ext4 -d {root} {out} 64M"),
-    ("cpio-gzip", "cd {root} && find . | cpio -o -H newc --quiet | gzip -9 > {out}"),
-    ("tar-xz", "tar -C {root} -cJf {out} ."),
-    ("jffs2", "mkfs.jffs2 -q -r {root} -o {out} -e 128KiB"),
-    ("cramfs", "mkfs.cramfs {root} {out} >/dev/null"),
-    ("uimage-squashfs", "mksquashfs {root} {out}.sq -comp gzip -all-root -noappend -quiet && "
-     "mkimage -A mips -O linux -T filesystem -C none -n rootfs -d {out}.sq {out} >/dev/null && rm {out}.sq"),
-)  # fmt: skip
-
-
 def _tree(root: Path, index: int, containers: bool) -> tuple[object, str]:
     """The tree to scan: the folder itself, or the folder packed into the next container format."""
     if not containers:
         return DirectoryTree(root), "folder"
-    name, command = CONTAINERS[index % len(CONTAINERS)]
-    out = root.with_name(root.name + "." + name)
-    _sh(command.format(root=root, out=out))
+    name = corpus.CONTAINERS[index % len(corpus.CONTAINERS)][0]
+    out = corpus.pack(root, name)
     unpack = importlib.import_module("nospy.firmware.unpack")
     return unpack.open_image(out), name
 

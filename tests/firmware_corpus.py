@@ -321,6 +321,33 @@ CLEAN: tuple[tuple[str, Callable[[Path], None]], ...] = (
 )
 
 
+# Firmware containers a corpus image is packed into, each by the Debian tool that makes it (all in
+# debian-packages.txt): (name, shell command making {out} from the folder {root}).
+CONTAINERS: tuple[tuple[str, str], ...] = (
+    ("squashfs-xz", "mksquashfs {root} {out} -comp xz -all-root -noappend -quiet"),
+    ("ext4", "mke2fs -q -t ext4 -d {root} {out} 64M"),
+    ("cpio-gzip", "cd {root} && find . | cpio -o -H newc --quiet | gzip -9 > {out}"),
+    ("tar-xz", "tar -C {root} -cJf {out} ."),
+    ("jffs2", "mkfs.jffs2 -q -l -r {root} -o {out} -e 128KiB"),
+    ("cramfs", "mkfs.cramfs -N little {root} {out} >/dev/null"),
+    ("uimage-squashfs", "mksquashfs {root} {out}.sq -comp gzip -all-root -noappend -quiet && "
+     "mkimage -A mips -O linux -T filesystem -C none -n rootfs -d {out}.sq {out} >/dev/null && rm {out}.sq"),
+    ("ubi-ubifs", "mkfs.ubifs -r {root} -m 2048 -e 126976 -c 2048 -o {out}.ubifs && "
+     "printf '[rootfs]\\nmode=ubi\\nimage={out}.ubifs\\nvol_id=0\\nvol_type=dynamic\\nvol_name=rootfs\\n' > {out}.ini && "
+     "ubinize -o {out} -m 2048 -p 128KiB {out}.ini && rm {out}.ubifs {out}.ini"),
+    ("jffs2-be", "mkfs.jffs2 -q -b -r {root} -o {out} -e 128KiB"),
+    ("cramfs-be", "mkfs.cramfs -N big {root} {out} >/dev/null"),
+)  # fmt: skip
+
+
+def pack(root: Path, container: str) -> Path:
+    """The folder ``root`` packed into the firmware container named ``container`` (see `CONTAINERS`)."""
+    command = dict(CONTAINERS)[container]
+    out = root.with_name(f"{root.name}.{container}")
+    subprocess.run(["sh", "-c", command.format(root=root, out=out)], check=True, capture_output=True, timeout=300)
+    return out
+
+
 def build_case(base: Path, root: Path, build: Callable[[Path], None]) -> Path:
     clone(base, root)
     build(root)

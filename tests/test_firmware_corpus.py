@@ -9,6 +9,7 @@ import pytest
 import firmware_corpus as corpus
 from nospy.agreement.load import parse_yaml
 from nospy.findings import RULES, Severity
+from nospy.firmware import unpack
 from nospy.firmware.geo import RangeTable
 from nospy.firmware.rootfs import build_base
 from nospy.firmware.scan import DETECTORS, scan_tree
@@ -74,3 +75,24 @@ def test_trendnet_rootfs_shows_its_telnet_backdoor(shared: Path) -> None:
     cred = next(f for f in result.findings if f.rule == "credential.hardcoded")
     assert cred.line == 7 and cred.evidence["user"] == "Alphanetworks"  # password read from /etc/config/image_sign
     assert ("account.empty-password", "/etc/defnodes/defaultvalue.xml") in got  # the default web admin
+
+
+@pytest.mark.parametrize(
+    ("container", "name", "chain"),
+    [
+        ("ubi-ubifs", "trendnet-alphanetworks-telnetd", "ubi@0x0"),
+        ("jffs2-be", "inittab-telnetd-shell", "jffs2-be@0x0"),
+        ("cramfs-be", "cron-socat-shell", "cramfs-be@0x0"),
+    ],
+)
+def test_planted_backdoor_found_through_the_container(
+    container: str, name: str, chain: str, base: Path, tmp_path: Path
+) -> None:
+    """A planted image packed by the Debian tool of a flash format is found the same through the unpacker."""
+    case = next(c for c in corpus.CASES if c.name == name)
+    image = corpus.pack(corpus.build_case(base, tmp_path / case.name, case.build), container)
+    tree = unpack.open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain is not None and tree.root_chain.startswith(f"{image.name}!{chain}")
+    got = {(f.rule, f.path) for f in scan_tree(tree).findings}
+    assert set(case.expect) <= got, sorted(got)

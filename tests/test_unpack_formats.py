@@ -3,7 +3,9 @@ the tree read back must equal the tree that went in (paths, types, modes, sizes,
 
 from __future__ import annotations
 
+import gzip
 import lzma
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -11,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from nospy.firmware.tree import DirectoryTree, EntryType, FileTree
-from nospy.firmware.unpack import PREFIX, open_image
+from nospy.firmware.unpack import PREFIX, Limits, open_image
+from nospy.firmware.unpack.base import Context
+from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
+from nospy.firmware.unpack.limits import Budget
 from unpack_images import BUILDERS, build, make_rootfs, run, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
@@ -164,6 +169,30 @@ def test_uimage_with_vendor_lzma_properties(workdir: Path) -> None:
     assert tree.read(f"{PREFIX}/uimage@0x0/lzma/data") == kernel
 
 
+def test_big_endian_cramfs_carved_at_an_offset(rootfs: Path, workdir: Path) -> None:
+    """mkfs.cramfs -N big behind a vendor header and before padding: found, read, and its byte order named."""
+    cramfs = build("cramfs-be", rootfs, workdir).read_bytes()
+    assert cramfs[:4] == b"\x28\xcd\x3d\x45"  # the magic as a big-endian word
+    image = workdir / "cramfs-be-carved.bin"
+    image.write_bytes(b"VENDOR-HDR".ljust(0x300, b"\0") + cramfs + b"\xff" * 0x1000)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == "cramfs-be-carved.bin!cramfs-be@0x300"
+    assert summary(tree) == summary(DirectoryTree(rootfs))
+    assert tree.read("/etc/init.d/rcS") == (rootfs / "etc/init.d/rcS").read_bytes()
+
+
+def test_big_endian_cramfs_swapped_as_cramfsswap_does(rootfs: Path, workdir: Path) -> None:
+    """The in-memory byte swap equals Debian's cramfsswap, but for the CRC that cramfsswap recomputes."""
+    be = build("cramfs-be", rootfs, workdir)
+    swapped = workdir / "cramfs-swapped.img"
+    run("cramfsswap", be, swapped)
+    ours = _cramfs_to_le(memoryview(be.read_bytes()), Context(Budget(Limits()), "test"))
+    theirs = swapped.read_bytes()
+    assert len(ours) == len(theirs)
+    assert ours[:32] + ours[36:] == theirs[:32] + theirs[36:]
+
+
 def test_yaffs2_test_images_are_what_unyaffs_reads(rootfs: Path, workdir: Path) -> None:
     """No Debian tool writes yaffs2, so the tests write it; Debian's unyaffs must read it back the same."""
     image = build("yaffs2", rootfs, workdir)
@@ -171,3 +200,70 @@ def test_yaffs2_test_images_are_what_unyaffs_reads(rootfs: Path, workdir: Path) 
     run("unyaffs", image, out)
     assert summary(DirectoryTree(out)) == summary(DirectoryTree(rootfs))
     assert summary(open_image(image)) == summary(DirectoryTree(rootfs))
+
+
+def _squashfs_of(directory: Path, out: Path) -> Path:
+    run("mksquashfs", directory, out, "-comp", "xz", "-all-root", "-noappend", "-quiet")
+    return out
+
+
+def test_containers_found_by_content_whatever_their_names(rootfs: Path, workdir: Path) -> None:
+    """A squashfs kept as data.dat and a gzip'd cpio as x.bin or ``blob``: unpacked by their magic."""
+    outer = workdir / "outer-content"
+    shutil.copytree(rootfs, outer, symlinks=True)
+    inner = workdir / "inner-content"
+    (inner / "opt").mkdir(parents=True)
+    (inner / "opt" / "backdoor.sh").write_bytes(b"#!/bin/sh\ntelnetd -p 2323 -l /bin/sh\n")
+    (outer / "var" / "lib").mkdir(parents=True)
+    (outer / "var" / "lib" / "data.dat").write_bytes(_squashfs_of(inner, workdir / "inner.sqfs").read_bytes())
+    cpio = workdir / "inner.cpio"
+    BUILDERS["cpio-newc"](inner, cpio)
+    (outer / "usr" / "lib").mkdir(parents=True)
+    (outer / "usr" / "lib" / "x.bin").write_bytes(gzip.compress(cpio.read_bytes()))
+    (outer / "usr" / "lib" / "blob").write_bytes(gzip.compress(cpio.read_bytes()))
+    # a gzip'd document is a compressed stream of no container: not added to the tree
+    (outer / "usr" / "share" / "doc").mkdir(parents=True)
+    (outer / "usr" / "share" / "doc" / "changelog.gz").write_bytes(gzip.compress(b"* release 1.0\n" * 400))
+    image = _squashfs_of(outer, workdir / "content.sqfs")
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == "content.sqfs!squashfs@0x0"
+    chains = {e.chain for e in tree.entries()}
+    assert chains == {
+        "content.sqfs",
+        "content.sqfs!squashfs@0x0",
+        "content.sqfs!squashfs@0x0!/var/lib/data.dat!squashfs@0x0",
+        "content.sqfs!squashfs@0x0!/usr/lib/x.bin!gzip@0x0!cpio@0x0",
+        "content.sqfs!squashfs@0x0!/usr/lib/blob!gzip@0x0!cpio@0x0",
+    }
+    for at in ("var/lib/data.dat/squashfs@0x0", "usr/lib/x.bin/gzip@0x0/cpio@0x0", "usr/lib/blob/gzip@0x0/cpio@0x0"):
+        assert tree.read(f"{PREFIX}/squashfs@0x0/{at}/opt/backdoor.sh") == (inner / "opt" / "backdoor.sh").read_bytes()
+
+
+def test_firmware_blobs_carved_other_files_not(rootfs: Path, workdir: Path) -> None:
+    """A vendor blob under /lib/firmware and a large file of no known type are searched at every offset;
+    a program is not, even with a filesystem's magic inside it."""
+    outer = workdir / "outer-carve"
+    shutil.copytree(rootfs, outer, symlinks=True)
+    squash = build("squashfs-gzip", rootfs, workdir).read_bytes()
+    (outer / "lib" / "firmware").mkdir(parents=True)
+    (outer / "lib" / "firmware" / "dsp.fw").write_bytes(b"\x01DSPFW\x00\x00" + bytes(0x1F8) + squash)
+    (outer / "opt").mkdir()
+    (outer / "opt" / "update.pkg").write_bytes(b"\x00PKG" + bytes(range(256)) * 1100 + squash)
+    elf = (rootfs / "bin" / "busybox").read_bytes()
+    (outer / "opt" / "tool").write_bytes(elf + squash)
+    image = _squashfs_of(outer, workdir / "carve.sqfs")
+    tree = open_image(image)
+    assert tree.issues == []
+    pkg_at = 4 + 256 * 1100
+    assert {e.chain for e in tree.entries()} == {
+        "carve.sqfs",
+        "carve.sqfs!squashfs@0x0",
+        "carve.sqfs!squashfs@0x0!/lib/firmware/dsp.fw!squashfs@0x200",
+        f"carve.sqfs!squashfs@0x0!/opt/update.pkg!squashfs@{pkg_at:#x}",
+    }
+    assert tree.root_chain == "carve.sqfs!squashfs@0x0"  # the outer tree keeps the device's place
+    assert (
+        tree.read(f"{PREFIX}/squashfs@0x0/lib/firmware/dsp.fw/squashfs@0x200/etc/shadow")
+        == (rootfs / "etc/shadow").read_bytes()
+    )

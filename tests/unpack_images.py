@@ -117,6 +117,7 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
     "squashfs-lzo": _squashfs("lzo"),
     "squashfs-lz4": _squashfs("lz4"),
     "squashfs-zstd": _squashfs("zstd"),
+    "squashfs-lzma": _squashfs("lzma"),  # the LZMA-alone framing (13-byte header) of squashfs-tools
     "jffs2-le": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-l", "-e", "64KiB", "-U"),
     "jffs2-be": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-b", "-e", "64KiB", "-U"),
     "ubi": _ubi,
@@ -124,7 +125,8 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
     "ext2": lambda root, out: run("genext2fs", "-d", root, "-b", "4096", "-U", out),
     "ext3": lambda root, out: run("mke2fs", "-q", "-t", "ext3", "-E", "root_owner=0:0", "-d", root, out, "8M"),
     "ext4": lambda root, out: run("mke2fs", "-q", "-t", "ext4", "-E", "root_owner=0:0", "-d", root, out, "8M"),
-    "cramfs": lambda root, out: run("mkfs.cramfs", root, out),
+    "cramfs": lambda root, out: run("mkfs.cramfs", "-N", "little", root, out),
+    "cramfs-be": lambda root, out: run("mkfs.cramfs", "-N", "big", root, out),
     "romfs": lambda root, out: run("genromfs", "-d", root, "-f", out),
     "cpio-newc": _archive("newc"),
     "cpio-odc": _archive("odc"),

@@ -15,7 +15,8 @@ mkfs.ubifs -r "$work/root" -m 512 -e 15360 -c 32 -l 2 -o ubifs.bin
 printf '[r]\nmode=ubi\nimage=ubifs.bin\nvol_id=0\nvol_type=dynamic\nvol_name=rootfs\n' > "$work/ubi.ini"
 ubinize -o ubi.bin -m 512 -p 16KiB "$work/ubi.ini" 2>/dev/null
 genext2fs -d "$work/root" -b 64 -N 16 -U ext.bin
-mkfs.cramfs "$work/root" cramfs.bin >/dev/null
+mkfs.cramfs -N little "$work/root" cramfs.bin >/dev/null
+mkfs.cramfs -N big "$work/root" cramfs-be.bin >/dev/null
 genromfs -d "$work/root" -f romfs.bin
 (cd "$work/root" && find . | cpio -o -H newc --quiet) > cpio.bin
 (cd "$work/root" && tar -cf - --numeric-owner .) > tar.bin

@@ -227,6 +227,13 @@ class Handler(ABC):
     def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
         """The chunk of this format starting at ``offset``, or ``None`` if the bytes there are not this format."""
 
+    def peek(self, head: bytes, size: int) -> bytes | None:
+        """For a compressed stream, the first ``size`` bytes (at most) it decodes to from ``head``, its own start.
+
+        ``None`` for other formats: a container, whose magic alone says it holds files.
+        """
+        return None
+
 
 class ViewIO(io.RawIOBase):
     """A read-only seekable stream over a memoryview (no copy of the whole view).

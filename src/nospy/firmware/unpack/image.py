@@ -67,6 +67,30 @@ _NESTED_NAME = re.compile(
     re.IGNORECASE,
 )
 _MIN_NESTED = 64
+# What a filesystem's file shows of itself before it is unpacked: tar's magic sits at 257 and ext's at
+# 1080, and reading less than a block costs the same as reading the block.
+_HEAD = 4096
+# Files searched for containers at every offset (carved) although nothing is found at their start:
+# vendor blobs under a firmware folder, and large files of no known type.
+_FIRMWARE_DIRS = ("/lib/firmware/", "/usr/lib/firmware/", "/etc/firmware/", "/firmware/")
+_CARVE_SIZE = 256 << 10
+# Starts of file types that hold no container to carve (programs, images, databases, message catalogues,
+# time zones, fonts, WebAssembly): a large one is not read to its end.
+_KNOWN_TYPES = (
+    b"\x7fELF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"SQLite format 3\0",
+    b"%PDF",
+    b"\xde\x12\x04\x95",
+    b"\x95\x04\x12\xde",
+    b"TZif",
+    b"\x00\x01\x00\x00\x00",
+    b"OTTO",
+    b"wOFF",
+    b"\x00asm",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +227,21 @@ class _Engine:
                 self.blobs.append((bchain, blob.data))
 
     def _nested_files(self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int) -> None:
-        """Unpack the files of a filesystem that are images or archives themselves, by their names.
+        """Unpack the files of a filesystem that are images or archives themselves.
 
-        Reading every file to look for magics would double the time of a listing; a firmware update,
-        an initramfs or a package inside a root filesystem is named for what it is.
+        A file is unpacked when its name says it is one (``rootfs.sqfs``, ``initramfs.cpio.gz``), when
+        a handler's magic matches at its start whatever its name (a squashfs kept as ``data.dat``), or
+        when it looks like a firmware blob (under a firmware folder, or large and of no known type): then
+        it is searched at every offset. Only the first `_HEAD` bytes of other files are read: programs
+        and text are never read to their end here. What is found only by content is kept when a
+        filesystem or archive is inside; a mere compressed stream (the gzip'd documentation of a Debian
+        root filesystem) is not added to the tree.
         """
         for path, node, ref in nodes:
             if node.type is not EntryType.FILE or node.size < _MIN_NESTED:
                 continue
-            if not _NESTED_NAME.search(posixpath.basename(path)):
+            named = _NESTED_NAME.search(posixpath.basename(path)) is not None
+            if not named and not self._sniff(fs, path, node, ref):
                 continue
             fchain = f"{chain}!{path}"
             if depth + 1 > self.budget.limits.max_depth:
@@ -226,7 +256,32 @@ class _Engine:
             except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
                 self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
                 continue
+            mounts, blobs = len(self.mounts), len(self.blobs)
             self.scan(memoryview(data), fchain, depth + 1)
+            if not named and len(self.mounts) == mounts:
+                del self.blobs[blobs:]
+
+    def _sniff(self, fs: Filesystem, path: str, node: Node, ref: object) -> bool:
+        """Whether a file not named as an image is one, from its first bytes (see `_nested_files`)."""
+        self.budget.check_time()
+        try:
+            with fs.open_file(ref) as fh:
+                head = fh.read(_HEAD)
+        except LimitError:
+            raise
+        except Exception:  # noqa: BLE001 - a file that cannot be read is reported by whoever reads it whole
+            return False
+        matched = [handler for handler, pattern in self.handlers if pattern.match(head, handler.OFFSET)]
+        for handler in matched:
+            inner = handler.peek(head, _HEAD)
+            # a container, or a compressed stream of one (not a gzip'd changelog)
+            if inner is None or any(pattern.match(inner, h.OFFSET) for h, pattern in self.handlers):
+                return True
+        if matched:
+            return False
+        if head.startswith(_KNOWN_TYPES) or b"\0" not in head:
+            return False  # a program, a picture ... or text (no NUL in its first block)
+        return node.size >= _CARVE_SIZE or path.startswith(_FIRMWARE_DIRS)
 
 
 def _chain_path(chain: str) -> str:

@@ -6,11 +6,15 @@ References:
   in memory, header by header (the payloads are byte-order free), then read the same way.
 - ext2/3/4: the kernel's ``Documentation/filesystems/ext4/`` (superblock at 1024, magic 0xEF53 at
   offset 56 of it); read by ``dissect.extfs``.
-- cramfs: the kernel's ``include/uapi/linux/cramfs_fs.h``; read by ``dissect.cramfs``.
+- cramfs: the kernel's ``include/uapi/linux/cramfs_fs.h``; read by ``dissect.cramfs`` (little-endian
+  only). A big-endian image (``mkfs.cramfs -N big``) is first rewritten to little-endian in memory, as
+  util-linux's own ``fsck.cramfs`` does (``cramfs_common.c``): superblock words, inodes (bit fields
+  allocated from the other end of each word) and block pointers; the zlib blocks are byte-order free.
 - romfs: the kernel's ``Documentation/filesystems/romfs.rst`` (big-endian, 16-byte aligned headers).
 
 Limitations: jffs2 rtime/rubin-compressed nodes and CRCs are not checked or read (dissect.jffs);
-big-endian cramfs is not read; ext4 files with inline data or encryption may read empty.
+cramfs with a 512-byte boot pad (``-p``) or
+direct block pointers is not read; ext4 files with inline data or encryption may read empty.
 """
 
 from __future__ import annotations
@@ -217,19 +221,77 @@ class _CramFs(_InodeFs):
         return [(self.name(c), self.node(c), c) for c in children]
 
 
+_CRAMFS_SB = 64  # superblock up to the root inode
+_CRAMFS_BLOCK = 4096  # dissect.cramfs reads 4 KiB blocks, mkfs.cramfs's default on 4 KiB-page hosts
+_CRAMFS_MAX_INODES = 1 << 20
+
+
+def _cramfs_inode_le(raw: bytes) -> tuple[bytes, int, int, int, int]:
+    """A big-endian cramfs inode's 12 bytes in little-endian layout, and its mode, size, name length, offset.
+
+    cramfs_fs.h declares the inode as C bit fields; a big-endian compiler allocates them from the most
+    significant bit of each 32-bit word, a little-endian one from the least significant.
+    """
+    w0, w1, w2 = (int.from_bytes(raw[i : i + 4], "big") for i in (0, 4, 8))
+    mode, uid = w0 >> 16, w0 & 0xFFFF
+    size, gid = w1 >> 8, w1 & 0xFF
+    namelen, off = w2 >> 26, w2 & 0x3FFFFFF
+    le = (mode | uid << 16).to_bytes(4, "little") + (size | gid << 24).to_bytes(4, "little")
+    return le + (namelen | off << 6).to_bytes(4, "little"), mode, size, namelen, off << 2
+
+
+def _cramfs_to_le(view: memoryview, ctx: Context) -> bytes:
+    """A big-endian cramfs rewritten little-endian, so dissect.cramfs reads it (see the module docstring).
+
+    Parts a hostile image points outside of itself are left as they are: the reader reports them.
+    """
+    out = bytearray(view)
+    ctx.budget.charge(len(out))
+    for i in range(0, 16, 4):  # magic, size, flags, future
+        out[i : i + 4] = out[i : i + 4][::-1]
+    for i in range(32, 48, 4):  # fsid: crc, edition, blocks, files
+        out[i : i + 4] = out[i : i + 4][::-1]
+    todo = [_CRAMFS_SB]
+    seen: set[int] = set()
+    visits = len(out) // 12  # no more directory entries than that fit: more means overlapping directories
+    while todo and len(seen) < _CRAMFS_MAX_INODES:
+        pos = todo.pop()
+        if pos in seen or pos + 12 > len(out):
+            continue
+        seen.add(pos)
+        le, mode, size, _, data = _cramfs_inode_le(bytes(view[pos : pos + 12]))
+        out[pos : pos + 12] = le
+        if stat.S_ISDIR(mode) and size:
+            # the directory's entries, one after another: each an inode and its padded name
+            entry, end = data, min(data + size, len(out))
+            while entry + 12 <= end and entry not in seen and visits > 0:
+                visits -= 1
+                todo.append(entry)
+                entry += 12 + (int.from_bytes(view[entry + 8 : entry + 12], "big") >> 26) * 4
+        elif (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and size:
+            ctx.budget.check_time()
+            blocks = min((size + _CRAMFS_BLOCK - 1) // _CRAMFS_BLOCK, (len(out) - data) // 4)
+            words = out[data : data + 4 * blocks]
+            for i in range(0, len(words), 4):
+                out[data + i : data + i + 4] = words[i : i + 4][::-1]
+    return bytes(out)
+
+
 class Cramfs(Handler):
     NAME = "cramfs"
-    PATTERNS = (rb"\x45\x3d\xcd\x28.{12}Compressed ROMFS",)
+    PATTERNS = (rb"\x45\x3d\xcd\x28.{12}Compressed ROMFS", rb"\x28\xcd\x3d\x45.{12}Compressed ROMFS")
     DOC = __doc__ or ""
     FILESYSTEM = True
 
     def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
-        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        big = bytes(data[offset : offset + 4]) == b"\x28\xcd\x3d\x45"
+        size = int.from_bytes(data[offset + 4 : offset + 8], "big" if big else "little")
         end = offset + size
         if size < 76 or end > len(data):
             raise FormatError(f"bad or truncated size {size}")
-        fs = CramFS(ViewIO(data[offset:end]))
-        return Chunk(offset, end, filesystem=_CramFs(fs.root))
+        view = data[offset:end]
+        fs = CramFS(ViewIO(memoryview(_cramfs_to_le(view, ctx)) if big else view))
+        return Chunk(offset, end, filesystem=_CramFs(fs.root), label="cramfs-be" if big else None)
 
 
 # --- romfs -------------------------------------------------------------------------------------

@@ -109,6 +109,12 @@ class _StreamHandler(Handler):
             ctx.issue(offset, f"{self.NAME}: {problem}; the decoded part is still unpacked")
         return Chunk(offset, max(end, offset + 1), blobs=(Blob("", memoryview(out)),))
 
+    def peek(self, head: bytes, size: int) -> bytes | None:
+        try:
+            return self.decoder().decompress(head, size)
+        except (OSError, EOFError, ValueError, RuntimeError, zlib.error, lzma.LZMAError, zstd.ZstdError):
+            return b""
+
 
 class Gzip(_StreamHandler):
     NAME = "gzip"
