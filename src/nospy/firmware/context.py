@@ -8,9 +8,11 @@ re-computing them.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ _DOC_EXTS = (".md", ".txt", ".rst", ".html", ".htm", ".pdf", ".1", ".5", ".8", "
 
 
 _STRINGS = re.compile(rb"[\x20-\x7e]{6,}")
+# Threads reading files ahead of the detectors: decompression (zlib, lzma, zstd) releases the GIL.
+_READ_THREADS = 2
 
 
 def is_doc(path: str) -> bool:
@@ -79,6 +83,41 @@ class Context:
     _cache: dict[str, bytes | None] = field(default_factory=dict)
     _strings: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     _files: list[Entry] | None = None
+    _ahead: dict[str, Future[bytes]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+
+    def read_ahead(self) -> None:
+        """Start reading every regular file in background threads, in the order of `files`.
+
+        The detectors walk the files in that order, so the reading (decompression, mostly) runs on
+        other cores while they parse; `read` then takes the finished content. Errors stay where they
+        were: a file that failed is reported when (and if) a detector reads it. Stop with `close`.
+        """
+        if self._pool is not None:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1))
+        for entry in self.files():
+            if entry.path not in self._cache:
+                self._ahead[entry.path] = self._pool.submit(self.tree.read, entry.path, MAX_READ)
+
+    def close(self) -> None:
+        """Stop reading ahead (files not read yet are read on demand again)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._ahead.clear()
+
+    def _read_ahead(self, path: str) -> bytes:
+        ahead = self._ahead.pop(path, None)
+        if ahead is not None and not ahead.cancel():
+            # a reader thread has it: wait, but no longer than the tree's own time limit; a parser stuck
+            # on hostile bytes is then read again here, where the tree's watchdog can stop it
+            limits = getattr(self.tree, "limits", None)
+            try:
+                return ahead.result(timeout=getattr(limits, "timeout", None))
+            except TimeoutError:
+                pass
+        return self.tree.read(path, MAX_READ)
 
     def files(self) -> list[Entry]:
         """Every regular file of the tree, once."""
@@ -96,7 +135,7 @@ class Context:
             return self._cache[path]
         data: bytes | None
         try:
-            data = self.tree.read(path, MAX_READ)
+            data = self._read_ahead(path)
         except InputError as exc:
             entry = self.tree.get(path)
             if entry is not None and entry.type is EntryType.FILE:  # missing files are simply absent

@@ -102,14 +102,18 @@ def scan_tree(
 ) -> ScanResult:
     ctx = Context(tree, agreement, geo, list(rules_dirs))
     findings: list[Finding] = []
-    for d in detectors:
-        progress(f"firmware: {d.name}")
-        try:
-            findings.extend(d.run(ctx))
-        except NospyError as exc:
-            ctx.error(None, f"{d.name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - one failing detector must not stop the scan
-            ctx.error(None, f"{d.name}: internal error {type(exc).__name__}: {exc}")
+    ctx.read_ahead()  # the detectors read nearly every file: decompress them on the other cores meanwhile
+    try:
+        for d in detectors:
+            progress(f"firmware: {d.name}")
+            try:
+                findings.extend(d.run(ctx))
+            except NospyError as exc:
+                ctx.error(None, f"{d.name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one failing detector must not stop the scan
+                ctx.error(None, f"{d.name}: internal error {type(exc).__name__}: {exc}")
+    finally:
+        ctx.close()
     for issue in tree.issues:
         ctx.errors.append(ErrorEntry(source=f"firmware:{tree.name}", location=issue.chain, message=issue.message))
     return ScanResult(findings, ctx.errors, ctx.facts, _checked(agreement, geo))

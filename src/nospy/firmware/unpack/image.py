@@ -304,6 +304,7 @@ class ImageTree(FileTree):
         self._entries: dict[str, Entry] = {}
         self._files: dict[str, tuple[Filesystem, object]] = {}
         self._order: list[str] | None = None
+        self._real_dirs: set[str] | None = None
         self.root_chain: str | None = None
 
     def _add(self, path: str, entry: Entry, fs: Filesystem | None, ref: object) -> None:
@@ -322,6 +323,7 @@ class ImageTree(FileTree):
         if fs is not None and entry.type is EntryType.FILE:
             self._files[path] = (fs, ref)
         self._order = None
+        self._real_dirs = None
 
     def _mount(self, at: str, chain: str, fs: Filesystem, nodes: list[tuple[str, Node, object]]) -> None:
         for path, node, ref in nodes:
@@ -330,13 +332,32 @@ class ImageTree(FileTree):
             entry = Entry(full, node.type, node.mode & 0o7777, node.uid, node.gid, size, chain, node.link)
             self._add(full, entry, fs, ref)
 
-    def entries(self) -> Iterator[Entry]:
+    def _sorted(self) -> list[str]:
         if self._order is None:
             self._order = sorted(self._entries, key=lambda p: p.split("/"))
-        return (self._entries[p] for p in self._order)
+        return self._order
+
+    def entries(self) -> Iterator[Entry]:
+        return (self._entries[p] for p in self._sorted())
 
     def get(self, path: str) -> Entry | None:
         return self._entries.get(normalise(path))
+
+    def resolve(self, path: str) -> str | None:
+        # A stored path that is no symlink and lies under no symlinked folder resolves to itself. The
+        # listing and the detectors resolve every file; the general walk costs a join per path part.
+        entry = self._entries.get(path)
+        if entry is not None and entry.type is not EntryType.SYMLINK:
+            if self._real_dirs is None:
+                real = set()
+                for p in self._sorted():
+                    e = self._entries[p]
+                    if e.type is EntryType.DIR and (p == "/" or posixpath.dirname(p) in real):
+                        real.add(p)
+                self._real_dirs = real
+            if path == "/" or posixpath.dirname(path) in self._real_dirs:
+                return path
+        return super().resolve(path)
 
     def _file(self, path: str) -> tuple[Entry, Filesystem, object]:
         real = self.resolve(path)
