@@ -49,14 +49,14 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
     from nospy import agreement as agr  # noqa: PLC0415
     from nospy.firmware.cache import ContentCache  # noqa: PLC0415
     from nospy.fleet import fleet_images, scan_fleet  # noqa: PLC0415
-    from nospy.server.settings import Settings  # noqa: PLC0415
 
     paths = fleet_images(images)
     parsed = agr.load(agreement) if agreement is not None else None
     cache_url = None
     if use_cache:
-        cache_url = Settings.from_env().url
-        ContentCache.open(cache_url).close()  # create or migrate the schema once, before the workers share it
+        store = ContentCache.open()  # create or migrate the schema once, before the workers share it
+        cache_url = store.url
+        store.close()
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 

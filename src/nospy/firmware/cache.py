@@ -105,8 +105,9 @@ def rules_digest(dirs: Sequence[Path]) -> str:
 class ContentCache:
     """The analysis results stored in one database; safe to share between processes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
+        self.url = url
         self.hits = 0  # per-file results found
         self.misses = 0  # per-file results computed
         self.reports_served = 0  # whole reports found
@@ -132,7 +133,7 @@ class ContentCache:
                 _retry(lambda: db.migrate(engine))
         except OperationalError as exc:
             raise InputError(f"content cache: cannot open the database: {exc.orig}") from None
-        return cls(engine)
+        return cls(engine, url)
 
     def close(self) -> None:
         self.engine.dispose()
