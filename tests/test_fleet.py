@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from nospy.cli import run
 from nospy.errors import InputError
@@ -136,12 +134,3 @@ def test_list_paths_are_relative_to_the_list_and_kept_once(tmp_path: Path) -> No
     assert run(["fleet", "scan", str(tmp_path / "nothing-here")]) == 2
     (tmp_path / "empty").mkdir()
     assert run(["fleet", "scan", str(tmp_path / "empty")]) == 2
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=512))
-def test_list_parser_never_fails_with_a_traceback(data: bytes) -> None:
-    try:
-        parse_list(data, Path("/nonexistent-fleet-base"), "fuzz.txt")
-    except InputError:
-        pass
