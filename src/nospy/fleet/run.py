@@ -100,12 +100,19 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Join or start Ray; True when this call started it (and so must shut it down)."""
     if ray.is_initialized():
         return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an offline tool: no usage report to Ray's servers
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address is not None:
             ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                # workers start with the first tasks: prestarted ones would belong to no job and sit idle
+                _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+                **quiet,
+            )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(f"Ray {'at ' + address if address else '(local)'}: {exc}") from None
     return True
