@@ -51,7 +51,8 @@ def build_releases(work: Path, count: int) -> Path:
         if i % 10 == 0:  # a rebuilt daemon: a new binary to analyse in full
             plant(root, "/usr/sbin/dropbear", daemon + f"\x00build {version}\x00".encode(), 0o755)
         out = images / f"rx200-{version}.sqsh"
-        subprocess.run(["mksquashfs", str(root), str(out), "-all-root", "-noappend", "-quiet", "-no-progress"], check=True)
+        pack = ["mksquashfs", str(root), str(out), "-all-root", "-noappend", "-quiet", "-no-progress"]
+        subprocess.run(pack, check=True)
     return images
 
 
