@@ -19,6 +19,7 @@ from nospy.firmware.cache import ContentCache, analysis_version
 from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, plant
 from nospy.firmware.scan import scan_report
 from nospy.server import db
+from serverlib import Postgres
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +154,22 @@ def test_scan_cli_uses_the_cache_only_when_asked(
         assert run(["scan", str(example_image), "--cache", "--format", "json", "-o", str(tmp_path / name)]) == 1
         assert (tmp_path / name).read_text() == out.read_text()
     assert (tmp_path / "data" / "nospy.db").is_file()
+
+
+def test_the_cache_in_postgresql(example: Path) -> None:
+    """The service's other database: the same migrations, the same results."""
+    try:
+        pg = Postgres()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    pg.start()
+    try:
+        store = ContentCache.open(pg.url)
+        plain = scan_report(example).model_dump_json()
+        assert scan_report(example, cache=store).model_dump_json() == plain
+        misses = store.misses
+        assert scan_report(example, cache=store).model_dump_json() == plain
+        assert store.misses == misses and store.hits > 0 and _rows(store)
+        store.close()
+    finally:
+        pg.stop()
