@@ -22,6 +22,7 @@ from nospy.errors import NospyError
 from nospy.firmware.unpack import Limits, open_data
 from nospy.firmware.unpack.base import Handler
 from nospy.firmware.unpack.handlers import HANDLERS
+from nospy.fleet import parse_list
 from nospy.ledger import checkpoint as ledger_checkpoint
 from nospy.ledger import merkle, proof, release, tiles, witness
 from nospy.server.app import display_name
@@ -137,6 +138,17 @@ def upload_filename(data: bytes) -> None:
     assert "/" not in name and "\\" not in name
 
 
+_LIST_TMP = tempfile.TemporaryDirectory(prefix="nospy-fuzz-fleet-")  # removed when the process ends
+_LIST_DIR = Path(_LIST_TMP.name)
+(_LIST_DIR / "rx200-1.0.bin").write_bytes(b"image")
+
+
+def fleet_list(data: bytes) -> None:
+    # a fleet scan's list of image paths: every path returned names an existing file, each once
+    paths = parse_list(data, _LIST_DIR, "fuzz-list.txt")
+    assert paths and all(p.is_file() for p in paths) and len(set(paths)) == len(paths)
+
+
 def log_checkpoint(data: bytes) -> None:
     ledger_checkpoint.open_checkpoint(data, [_VKEY], cosigners=[ledger_checkpoint.CosignerKey.from_verifier(_VKEY)])
 
@@ -247,6 +259,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "terraform_plan": terraform_plan,
     "terraform_state": terraform_plan,  # the same reader, seeded with a state file as Terraform stores it
     "upload_filename": upload_filename,
+    "fleet_list": fleet_list,
     "log_checkpoint": log_checkpoint,
     "cosigner_key": cosigner_key,
     "tile_path": tile_path,

@@ -74,6 +74,7 @@ SEEDS = {
     "zones_yaml": (_EXAMPLES / "zones.yaml").read_bytes(),
     "terraform_plan": (_EXAMPLES / "plan.json").read_bytes(),
     "terraform_state": (_DEPLOYMENT / "terraform.tfstate").read_bytes(),
+    "fleet_list": b"# RX200 releases\nrx200-1.0.bin\n\n  ./rx200-1.0.bin\n",
     "upload_filename": b"../../etc/passwd\\..\\x\x00\x1b[31m.yaml",
     "firmware_accounts": b"root:x:0:0:root:/root:/bin/sh\nroot:$1$ab$cdefghijklmnopqrstuvw.:19000:0:99999:7:::\nadmin:$apr1$x$y\n",
     "firmware_inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::askfirst:-/bin/sh\n::respawn:/sbin/getty -L ttyS0 115200\n",

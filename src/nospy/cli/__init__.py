@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _keys, _ledger, _ls, _scan, _serve, _traffic
+from nospy.cli import _agreement, _check, _demo, _deployment, _fleet, _keys, _ledger, _ls, _scan, _serve, _traffic
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -43,6 +43,7 @@ def _root(
 app.add_typer(_keys.app, name="keys")
 app.add_typer(_agreement.app, name="agreement")
 app.add_typer(_deployment.app, name="deployment")
+app.add_typer(_fleet.app, name="fleet")
 app.command("check")(_check.check)
 app.command("demo")(_demo.demo)
 app.command("ls")(_ls.ls)

@@ -67,6 +67,13 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report here (default: standard output)."
     ),
+    use_cache: bool = typer.Option(
+        False,
+        "--cache/--no-cache",
+        help="Reuse and store analysis results in the content cache (the web service's database:"
+        " NOSPY_DATABASE_URL, or nospy.db in NOSPY_DATA_DIR, default ./nospy-data). Off by default:"
+        " one scan writes nothing.",
+    ),
 ) -> None:
     """Scan firmware for backdoors: accounts, services, consoles, keys, credentials, known backdoors, endpoints."""
     # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
@@ -78,7 +85,18 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
 
     parsed = agr.load(agreement) if agreement is not None else None
     lookup = RangeTable.load(geo) if geo is not None else None
-    report = scan_report(image, parsed, rules, lookup, progress=lambda text: err_console.print(f"[dim]{text}[/]"))
+    cache = None
+    if use_cache:
+        from nospy.firmware.cache import ContentCache  # noqa: PLC0415
+
+        cache = ContentCache.open()
+    try:
+        report = scan_report(
+            image, parsed, rules, lookup, progress=lambda text: err_console.print(f"[dim]{text}[/]"), cache=cache
+        )
+    finally:
+        if cache is not None:
+            cache.close()
     if fmt is ScanFormat.CYCLONEDX:
         inventory: object = next(iter(report.inventory.values()), {})
         components = inventory.get("components", []) if isinstance(inventory, dict) else []

@@ -23,8 +23,17 @@ from dataclasses import dataclass, field, replace
 
 from nospy.errors import InputError
 from nospy.findings import Finding
+from nospy.firmware.cache import digest
 from nospy.firmware.context import Context, Detector, Evidence, finding, is_doc, text_lines
-from nospy.firmware.crack import Cracked, HashKind, crack, default_credentials, hash_kind
+from nospy.firmware.crack import (
+    Cracked,
+    CredentialEntry,
+    DefaultCredentials,
+    HashKind,
+    crack,
+    default_credentials,
+    hash_kind,
+)
 
 __all__ = ["DETECTOR", "Account", "parse_htpasswd", "parse_passwd", "parse_shadow"]
 
@@ -280,6 +289,21 @@ def extract(ctx: Context) -> list[Account]:
     return _with_keys_and_groups(ctx, accounts)
 
 
+def _crack(ctx: Context, kind: HashKind, stored: str, user: str, creds: DefaultCredentials) -> Cracked | None:
+    """`crack`, cached by the hash, the user (whose defaults are tried first) and the list's version."""
+
+    def compute() -> dict[str, object] | None:
+        hit = crack(kind, stored, user, creds)
+        if hit is None:
+            return None
+        return {"password": hit.password, "entry": hit.entry.model_dump(), "tried": hit.tried, "limit": hit.limited_to}
+
+    cached = ctx.memo.get(digest(kind.value, stored, user, creds.version), "crack", compute)
+    if cached is None:
+        return None
+    return Cracked(cached["password"], CredentialEntry(**cached["entry"]), cached["tried"], cached["limit"])
+
+
 def _run(ctx: Context) -> list[Finding]:
     accounts = extract(ctx)
     ctx.facts["accounts"] = accounts
@@ -316,7 +340,7 @@ def _run(ctx: Context) -> list[Finding]:
             continue
         key = (a.password, a.name)
         if key not in cracked_cache:
-            cracked_cache[key] = crack(kind, a.password, a.name, creds)
+            cracked_cache[key] = _crack(ctx, kind, a.password, a.name, creds)
         hit = cracked_cache[key]
         if hit is not None:
             findings.append(

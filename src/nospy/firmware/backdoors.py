@@ -8,7 +8,7 @@ advisories print; a match says the documented mechanism is present, its evidence
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -65,9 +65,26 @@ def _builtin() -> yara_x.Rules:
     return compile_rules()
 
 
+def _matches(scanner: yara_x.Scanner, data: bytes) -> dict[str, object]:
+    """The rules matching one file's bytes, with the first match's offset and line (cached by content)."""
+    try:
+        result = scanner.scan(data[:MAX_SCAN])
+    except yara_x.ScanError as exc:
+        return {"error": f"YARA-X: {exc}"}
+    out = []
+    for m in result.matching_rules:
+        offsets = [x.offset for p in m.patterns for x in p.matches]
+        offset = min(offsets) if offsets else None
+        line = data.count(b"\n", 0, offset) + 1 if offset is not None and b"\x00" not in data[:4096] else None
+        meta = dict(m.metadata)
+        out.append({"namespace": m.namespace, "identifier": m.identifier, "meta": meta, "offset": offset, "line": line})
+    return {"matches": out}
+
+
 def _run(ctx: Context) -> list[Finding]:
     rules = compile_rules(tuple(ctx.rules_dirs)) if ctx.rules_dirs else _builtin()
     scanner = yara_x.Scanner(rules)
+    analyser = "backdoors" if not ctx.rules_dirs else "backdoors+user"
     findings: list[Finding] = []
     for entry in ctx.files():
         if entry.size == 0:
@@ -75,25 +92,21 @@ def _run(ctx: Context) -> list[Finding]:
         data = ctx.read(entry.path)
         if data is None:
             continue
-        try:
-            result = scanner.scan(data[:MAX_SCAN])
-        except yara_x.ScanError as exc:
-            ctx.error(entry.path, f"YARA-X: {exc}")
+        result = ctx.cached(analyser, entry.path, data, partial(_matches, scanner, data))
+        if "error" in result:
+            ctx.error(entry.path, result["error"])
             continue
-        for m in result.matching_rules:
-            meta = dict(m.metadata)
-            offsets = [x.offset for p in m.patterns for x in p.matches]
-            offset = min(offsets) if offsets else None
-            line = data.count(b"\n", 0, offset) + 1 if offset is not None and b"\x00" not in data[:4096] else None
-            ev = ctx.evidence(entry.path, line, offset)
+        for m in result["matches"]:
+            meta = m["meta"]
+            ev = ctx.evidence(entry.path, m["line"], m["offset"])
             cve = meta.get("cve")
-            label = f"{m.identifier}" + (f" ({cve})" if cve and cve != "none assigned" else "")
+            label = f"{m['identifier']}" + (f" ({cve})" if cve and cve != "none assigned" else "")
             findings.append(
                 finding(
                     "backdoor.known",
                     f"{label}: {meta.get('description', 'user rule matched')}",
                     ev,
-                    rule=f"{m.namespace}:{m.identifier}",
+                    rule=f"{m['namespace']}:{m['identifier']}",
                     cve=cve,
                     reference=meta.get("reference"),
                     vendor=meta.get("vendor"),

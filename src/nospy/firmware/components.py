@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import yara_x
 from cyclonedx.model.bom import Bom
@@ -96,6 +96,20 @@ def _anchors() -> tuple[yara_x.Rules, dict[str, Signature]]:
     return yara_x.compile(source), by_rule
 
 
+def _banners(scanner: yara_x.Scanner, by_rule: dict[str, Signature], data: bytes) -> list[tuple[str, str, int]]:
+    """(signature rule, version, offset) of the version banners in one file's bytes (cached by content)."""
+    out = []
+    for rule in scanner.scan(data).matching_rules:
+        s = by_rule[rule.identifier]
+        assert s.content is not None  # noqa: S101 - only banner signatures have rules
+        # the anchor may also occur without a version after it: the first place the banner matches counts
+        offsets = sorted(x.offset for p in rule.patterns for x in p.matches)
+        hit = next((h for off in offsets if (h := s.content.match(data, off))), None)
+        if hit:
+            out.append((rule.identifier, hit.group(1).decode("ascii"), hit.start()))
+    return out
+
+
 def _run(ctx: Context) -> list[Finding]:
     found: dict[tuple[str, str, str], Component] = {}
     by_name = [s for s in SIGNATURES if s.filename is not None]
@@ -113,17 +127,11 @@ def _run(ctx: Context) -> list[Finding]:
         data = ctx.read(entry.path)
         if data is None or (data[:4] != b"\x7fELF" and not entry.path.startswith("/boot/")):
             continue
-        for rule in scanner.scan(data).matching_rules:
-            s = by_rule[rule.identifier]
-            assert s.content is not None  # noqa: S101 - only banner signatures have rules
-            # the anchor may also occur without a version after it: the first place the banner matches counts
-            offsets = sorted(x.offset for p in rule.patterns for x in p.matches)
-            hit = next((h for off in offsets if (h := s.content.match(data, off))), None)
-            if hit:
-                version = hit.group(1).decode("ascii")
-                found.setdefault(
-                    (s.name, version, entry.path), Component(s.name, version, s.kind, entry.path, hit.start())
-                )
+        for rule_id, version, offset in ctx.cached(
+            "components", entry.path, data, partial(_banners, scanner, by_rule, data)
+        ):
+            s = by_rule[rule_id]
+            found.setdefault((s.name, version, entry.path), Component(s.name, version, s.kind, entry.path, offset))
     unique: dict[tuple[str, str], Component] = {}
     for c in found.values():
         unique.setdefault((c.name, c.version), c)

@@ -8,6 +8,7 @@ re-computing them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
@@ -20,6 +21,7 @@ from typing import Any
 from nospy.agreement.schema import Agreement
 from nospy.errors import InputError
 from nospy.findings import ErrorEntry, Finding
+from nospy.firmware.cache import FileMemo
 from nospy.firmware.geo import CountryLookup
 from nospy.firmware.tree import Entry, EntryType, FileTree
 
@@ -119,6 +121,9 @@ class Context:
                 pass
         return self.tree.read(path, MAX_READ)
 
+    memo: FileMemo = field(default_factory=lambda: FileMemo(None))
+    _digests: dict[str, str] = field(default_factory=dict)
+
     def files(self) -> list[Entry]:
         """Every regular file of the tree, once."""
         if self._files is None:
@@ -146,6 +151,23 @@ class Context:
             data = None
         self._cache[path] = data
         return data
+
+    def digest(self, path: str, data: bytes) -> str:
+        """SHA-256 of ``data``, the content read at ``path`` (computed once per path)."""
+        if self._cache.get(path) is not data:
+            return hashlib.sha256(data).hexdigest()
+        if path not in self._digests:
+            self._digests[path] = hashlib.sha256(data).hexdigest()
+        return self._digests[path]
+
+    def cached(self, analyser: str, path: str, data: bytes, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s result on this content (JSON types), from the content cache when it has it.
+
+        ``compute`` must depend on ``data`` alone (never on the path): its result is reused for the
+        same bytes anywhere in any image. Without a cache the result goes through the same JSON
+        round trip, so a scan's report is the same with or without one.
+        """
+        return self.memo.get(self.digest(path, data), analyser, compute)
 
     def strings(self, path: str, data: bytes) -> list[tuple[int, str]]:
         """(offset, text) of the printable ASCII runs of a binary file, as strings(1) -n 6; computed once."""

@@ -14,6 +14,7 @@ import bisect
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from nospy.findings import Finding
 from nospy.firmware.context import Context, Detector, finding, is_doc, text_lines
@@ -135,6 +136,24 @@ def _scannable(path: str, size: int) -> bool:
     return not path.startswith(("/usr/share/", "/usr/include/", "/proc/", "/sys/", "/etc/ssl/", "/usr/lib/ssl/"))
 
 
+def _in_file(ctx: Context, path: str, data: bytes) -> dict[str, object] | None:
+    """The credentials in one file's bytes and its ``$(cat FILE)`` variables (cached by content)."""
+    is_elf = data[:4] == b"\x7fELF"
+    if is_elf:
+        text = "\n".join(piece for _, piece in ctx.strings(path, data))
+        if "://" not in text and "-u" not in text and "chpasswd" not in text and "passwd" not in text:
+            return None
+    else:
+        text = data.decode("latin-1")
+    found = find_credentials(text, is_elf)
+    if not found:
+        return None
+    return {
+        "found": [[c.pattern, c.user, c.secret, c.line, c.offset, c.resolved_from] for c in found],
+        "variables": {} if is_elf else _cat_variables(text),
+    }
+
+
 def _run(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for entry, data in ctx.texts(lambda e: _scannable(e.path, e.size)):
@@ -143,16 +162,11 @@ def _run(ctx: Context) -> list[Finding]:
             continue  # other binary data: compressed, images
         if not is_elf and posixpath.basename(entry.path).lower().endswith(_SKIP_EXTS):
             continue
-        if is_elf:
-            text = "\n".join(piece for _, piece in ctx.strings(entry.path, data))
-            if "://" not in text and "-u" not in text and "chpasswd" not in text and "passwd" not in text:
-                continue
-        else:
-            text = data.decode("latin-1")
-        found = find_credentials(text, is_elf)
-        if not found:
+        result = ctx.cached("credentials", entry.path, data, partial(_in_file, ctx, entry.path, data))
+        if not result:
             continue
-        variables = {} if is_elf else _cat_variables(text)
+        found = [FoundCredential(*c) for c in result["found"]]
+        variables: dict[str, str] = result["variables"]
         for c in found:
             secret, source = c.secret, None
             var = re.fullmatch(r"\$\{?([A-Za-z_]\w*)\}?", secret)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from nospy.agreement.schema import Endpoint as Declared
 from nospy.findings import Finding
@@ -169,24 +170,31 @@ def _allowed(ep: Endpoint, declared: list[Declared]) -> bool:
     return False
 
 
+def _in_file(ctx: Context, path: str, data: bytes) -> list[tuple[str, str, int | None, int | None, int | None]]:
+    """(host, kind, port, line, offset) of the endpoints in one file's bytes (cached by content)."""
+    out: list[tuple[str, str, int | None, int | None, int | None]] = []
+    if data[:4] == b"\x7fELF" or b"\x00" in data[:4096]:
+        for base, piece in ctx.strings(path, data):
+            if "." not in piece:
+                continue  # every URL, host name and address has a dot: most strings are skipped here
+            out.extend((host, kind, port, None, base + off) for host, kind, port, off in find_endpoints(piece))
+    else:
+        text = _COMMENT_LINE.sub("", data.decode("latin-1"))  # commented-out settings configure nothing
+        out.extend(
+            (host, kind, port, text.count("\n", 0, off) + 1, None) for host, kind, port, off in find_endpoints(text)
+        )
+    return out
+
+
 def _run(ctx: Context) -> list[Finding]:
     seen: dict[tuple[str, int | None], list[Evidence]] = {}
     kinds: dict[tuple[str, int | None], str] = {}
     for entry, data in ctx.texts(lambda e: _scannable(e.path, e.size)):
-        if data[:4] == b"\x7fELF" or b"\x00" in data[:4096]:
-            for base, piece in ctx.strings(entry.path, data):
-                if "." not in piece:
-                    continue  # every URL, host name and address has a dot: most strings are skipped here
-                for host, kind, port, off in find_endpoints(piece):
-                    key = (host, port)
-                    seen.setdefault(key, []).append(ctx.evidence(entry.path, None, base + off))
-                    kinds.setdefault(key, kind)
-        else:
-            text = _COMMENT_LINE.sub("", data.decode("latin-1"))  # commented-out settings configure nothing
-            for host, kind, port, off in find_endpoints(text):
-                key = (host, port)
-                seen.setdefault(key, []).append(ctx.evidence(entry.path, text.count("\n", 0, off) + 1))
-                kinds.setdefault(key, kind)
+        found = ctx.cached("endpoints", entry.path, data, partial(_in_file, ctx, entry.path, data))
+        for host, kind, port, line, offset in found:
+            key = (host, port)
+            seen.setdefault(key, []).append(ctx.evidence(entry.path, line, offset))
+            kinds.setdefault(key, kind)
     endpoints = []
     for (host, port), where in sorted(seen.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         country = None

@@ -16,6 +16,7 @@ import posixpath
 import re
 import struct
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -171,6 +172,23 @@ def _candidate(size: int, path: str) -> bool:
     return 0 < size <= 4 << 20 and not path.startswith(("/proc/", "/sys/"))
 
 
+_SUFFIXES = (".p12", ".pfx", ".key", ".der", ".pk8", ".pkcs8")
+
+
+def _suffix(path: str) -> str:
+    lower = path.lower()
+    return next((s for s in _SUFFIXES if lower.endswith(s)), "")
+
+
+def _in_file(data: bytes, suffix: str) -> list[tuple[list[object], int | None]]:
+    """The private keys in one file's bytes, each with its line (cached by content and name suffix)."""
+    out: list[tuple[list[object], int | None]] = []
+    for key in find_private_keys(data, "file" + suffix):
+        line = data.count(b"\n", 0, key.offset) + 1 if key.offset or data[:1] == b"-" else None
+        out.append(([key.format, key.algorithm, key.bits, key.offset, key.encrypted, key.fingerprint], line))
+    return out
+
+
 def _run(ctx: Context) -> list[Finding]:
     allowed_private: set[str] = set()
     allowed_authorized: set[str] = set()
@@ -199,8 +217,11 @@ def _run(ctx: Context) -> list[Finding]:
             continue
         if b"PRIVATE KEY" not in data and b"PuTTY-User-Key-File" not in data and data[:1] not in (b"\x00", b"\x30"):
             continue
-        for key in find_private_keys(data, entry.path):
-            line = data.count(b"\n", 0, key.offset) + 1 if key.offset or data[:1] == b"-" else None
+        # the name matters only through its suffix (.p12, .key ...): that suffix is part of the cache key
+        suffix = _suffix(entry.path)
+        found = ctx.cached(f"keys{suffix}", entry.path, data, partial(_in_file, data, suffix))
+        for fields, line in found:
+            key = FoundKey(*fields)
             ev = ctx.evidence(entry.path, line, key.offset)
             size = f" {key.bits}-bit" if key.bits else ""
             keys.append({"path": entry.path, "kind": "private", "format": key.format, "algorithm": key.algorithm})

@@ -14,6 +14,7 @@ import posixpath
 import re
 import struct
 from dataclasses import dataclass
+from functools import partial
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -126,6 +127,15 @@ class Listener:
         return {"path": self.path, "network": list(self.network), "runs": list(self.runs)}
 
 
+def _elf_facts(data: bytes) -> dict[str, object]:
+    """What the listener check needs of one ELF file (cached by content): kind and imports, or the error."""
+    try:
+        info = read_elf(data, "ELF")
+    except InputError as exc:
+        return {"error": str(exc).removeprefix("ELF: ")}
+    return {"executable": info.executable, "static": info.static, "imports": sorted(info.imports)}
+
+
 def _run(ctx: Context) -> list[Finding]:
     listeners: list[Listener] = []
     static = 0
@@ -145,19 +155,19 @@ def _run(ctx: Context) -> list[Finding]:
             except InputError as exc:
                 ctx.error(entry.path, str(exc))
                 continue
-        try:
-            info = read_elf(data, entry.path)
-        except InputError as exc:
-            ctx.error(entry.path, str(exc))
+        facts = ctx.cached("listeners", entry.path, data, partial(_elf_facts, data))
+        if "error" in facts:
+            ctx.error(entry.path, f"{entry.path}: {facts['error']}")
             continue
-        if not info.executable:
+        if not facts["executable"]:
             continue
-        if info.static:
+        if facts["static"]:
             static += 1
             continue
-        if info.imports >= NET and info.imports & ACCEPT and info.imports & EXEC:
-            net = tuple(sorted(info.imports & (NET | ACCEPT)))
-            listeners.append(Listener(entry.path, net, tuple(sorted(info.imports & EXEC))))
+        imports = frozenset(facts["imports"])
+        if imports >= NET and imports & ACCEPT and imports & EXEC:
+            net = tuple(sorted(imports & (NET | ACCEPT)))
+            listeners.append(Listener(entry.path, net, tuple(sorted(imports & EXEC))))
     ctx.facts["listeners"] = listeners
     ctx.facts["static_binaries"] = [static]
     if ctx.agreement is None or ctx.agreement.services is None:

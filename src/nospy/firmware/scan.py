@@ -17,6 +17,7 @@ from nospy.agreement.schema import Agreement, Clause
 from nospy.errors import InputError, NospyError
 from nospy.findings import ErrorEntry, Finding, Report, Source, Target
 from nospy.firmware import accounts, backdoors, components, credentials, endpoints, keys, listeners, services
+from nospy.firmware.cache import ContentCache, analysis_version, digest, rules_digest
 from nospy.firmware.context import Context, Detector
 from nospy.firmware.geo import CountryLookup
 from nospy.firmware.tree import DirectoryTree, FileTree
@@ -91,6 +92,25 @@ def _checked(agreement: Agreement | None, geo: CountryLookup | None) -> set[Clau
     return out
 
 
+# Per-file analysers whose stored results a cached scan loads in one batch before the detectors run.
+_PER_FILE = ("backdoors", "endpoints", "credentials", "keys", "listeners", "components")
+
+
+def _prefetch(ctx: Context) -> None:
+    """Hash every file and load the cache's results for those contents in a few queries.
+
+    Every file is read here, in the tree's order, with or without a cache (see `scan_tree`), so read
+    errors come in the same order either way.
+    """
+    hashes = []
+    for entry in ctx.files():
+        data = ctx.read(entry.path)
+        if data is not None:
+            hashes.append(ctx.digest(entry.path, data))
+    analysers = [*_PER_FILE, *(["backdoors+user"] if ctx.rules_dirs else [])]
+    ctx.memo.prefetch(hashes, analysers)
+
+
 def scan_tree(
     tree: FileTree,
     agreement: Agreement | None = None,
@@ -99,8 +119,15 @@ def scan_tree(
     geo: CountryLookup | None = None,
     progress: Progress = lambda _: None,
     detectors: Sequence[Detector] = DETECTORS,
+    cache: ContentCache | None = None,
 ) -> ScanResult:
     ctx = Context(tree, agreement, geo, list(rules_dirs))
+    if rules_dirs:
+        ctx.memo.versions["backdoors+user"] = digest(analysis_version("backdoors"), rules_digest(rules_dirs))
+    if cache is not None:
+        ctx.memo.store = cache
+        progress("firmware: content cache")
+    _prefetch(ctx)  # without a cache too: the same reads in the same order give the same errors
     findings: list[Finding] = []
     ctx.read_ahead()  # the detectors read nearly every file: decompress them on the other cores meanwhile
     try:
@@ -116,6 +143,7 @@ def scan_tree(
         ctx.close()
     for issue in tree.issues:
         ctx.errors.append(ErrorEntry(source=f"firmware:{tree.name}", location=issue.chain, message=issue.message))
+    ctx.memo.flush()
     return ScanResult(findings, ctx.errors, ctx.facts, _checked(agreement, geo))
 
 
@@ -136,6 +164,7 @@ class FirmwareSource:
     geo: CountryLookup | None = None
     tree: FileTree | None = None  # already opened (``nospy scan`` opens first so a bad path is exit 2)
     last: ScanResult | None = None
+    cache: ContentCache | None = None
 
     @property
     def label(self) -> str:
@@ -145,7 +174,9 @@ class FirmwareSource:
         if self.rules_dirs:
             backdoors.compile_rules(tuple(self.rules_dirs))  # a user's rule that does not compile is bad input
         tree = self.tree or open_tree(self.path)
-        self.last = scan_tree(tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress)
+        self.last = scan_tree(
+            tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress, cache=self.cache
+        )
         return SourceResult(
             source=Source(kind="firmware", path=str(self.path), sha256=_sha256(self.path)),
             checked=self.last.checked,
@@ -155,18 +186,53 @@ class FirmwareSource:
         )
 
 
+def _report_version(path: Path, agreement: Agreement | None, rules_dirs: Sequence[Path]) -> str:
+    """What a stored report of an image depends on besides the image's bytes."""
+    from nospy.agreement import canonical_json  # noqa: PLC0415 - only for cached scans
+
+    return digest(
+        analysis_version("report"),
+        str(path),
+        canonical_json(agreement) if agreement is not None else b"",
+        rules_digest(rules_dirs) if rules_dirs else "",
+    )
+
+
 def scan_report(
     path: Path,
     agreement: Agreement | None = None,
     rules_dirs: Sequence[Path] = (),
     geo: CountryLookup | None = None,
     progress: Progress = lambda _: None,
+    *,
+    cache: ContentCache | None = None,
 ) -> Report:
-    """``nospy scan``: one image; verdicts per clause of ``agreement``, or of the implied backdoor clause."""
+    """``nospy scan``: one image; verdicts per clause of ``agreement``, or of the implied backdoor clause.
+
+    With a ``cache``, an image already scanned the same way (same bytes, path, agreement, rules and
+    analysis versions) gets its stored report back, and a new one reuses the results of every file
+    content analysed before. A geolocation table is not part of the report's key, so a scan with
+    ``geo`` always runs (its files' results still come from the cache).
+    """
     if rules_dirs:
         backdoors.compile_rules(tuple(rules_dirs))  # bad rules are bad usage (exit 2), before any scanning
-    source = FirmwareSource(path, rules_dirs, geo, open_tree(path))
     target = Target(path=str(path), sha256=_sha256(path))
+    report_key = None
+    if cache is not None and geo is None and target.sha256 is not None:
+        report_key = (target.sha256, "report", _report_version(path, agreement, rules_dirs))
+        stored = cache.get(*report_key)
+        if stored is not None:
+            progress("firmware: report from the content cache")
+            cache.reports_served += 1
+            return Report.model_validate_json(stored)
+    source = FirmwareSource(path, rules_dirs, geo, open_tree(path), cache=cache)
+    report = _scan_report(source, target, agreement, progress)
+    if cache is not None and report_key is not None:
+        cache.put_many({report_key: report.model_dump_json()})
+    return report
+
+
+def _scan_report(source: FirmwareSource, target: Target, agreement: Agreement | None, progress: Progress) -> Report:
     if agreement is not None:
         return check(agreement, [source], target, progress=progress)
     result = source.collect(None, progress)

@@ -11,7 +11,20 @@ running (see `nospy.server.jobs.recover`).
 
 from __future__ import annotations
 
-from nospy.server.app import create_app
-from nospy.server.settings import Settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nospy.server.app import create_app
+    from nospy.server.settings import Settings
 
 __all__ = ["Settings", "create_app"]
+
+# Loaded when asked for: the content cache imports nospy.server.db without the web application.
+_LAZY = {"create_app": "nospy.server.app", "Settings": "nospy.server.settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

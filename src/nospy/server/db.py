@@ -1,4 +1,5 @@
-"""The service's database: checks, their files and progress events, and API tokens (SQLAlchemy 2).
+"""The service's database: checks, their files and progress events, API tokens, and the content cache
+of firmware analysis results (SQLAlchemy 2).
 
 The schema is created and upgraded by the Alembic migrations in ``migrations/`` (run at start-up);
 these models must match them, which a test checks with Alembic's autogenerate comparison.
@@ -10,8 +11,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-__all__ = ["Base", "Check", "Event", "File", "State", "Token", "connect", "migrate", "now"]
+__all__ = ["Analysis", "Base", "Check", "Event", "File", "State", "Token", "connect", "migrate", "now"]
 
 
 def now() -> datetime:
@@ -115,6 +114,22 @@ class Event(Base):
     check: Mapped[Check] = relationship(back_populates="events")
 
 
+class Analysis(Base):
+    """One analyser's result on one content (a file's bytes, a password hash, a whole image's report).
+
+    Keyed by what the result depends on and nothing else: the content's SHA-256, the analyser, and the
+    analysis version (a digest of the analyser's code, its rule files and nospy's version), so a rule
+    update misses the cache. Where a result is found (path, container chain) is bound again per scan.
+    """
+
+    __tablename__ = "analyses"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    analyser: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[str] = mapped_column(Text)  # JSON
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
 def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
     """An engine and session factory for ``url``; SQLite is set up for many threads and one writer."""
     if url.startswith("sqlite"):
@@ -138,6 +153,9 @@ def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
 
 def migrate(engine: Engine) -> None:
     """Bring the database's schema to the newest migration."""
+    from alembic import command  # noqa: PLC0415 - Alembic is loaded only to migrate (the content cache reads the db)
+    from alembic.config import Config  # noqa: PLC0415
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("nospy.server") / "migrations"))
     with engine.begin() as conn:

@@ -1,0 +1,136 @@
+"""``nospy fleet scan`` on a local Ray: per-image results equal single scans, shared cache, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nospy.cli import run
+from nospy.errors import InputError
+from nospy.firmware.cache import ContentCache
+from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, plant
+from nospy.firmware.scan import scan_report
+from nospy.fleet import fleet_images, parse_list, scan_fleet
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TRENDNET = Path(__file__).resolve().parents[2] / "shared" / "firmware" / "trendnet-tew733gr-rootfs.squashfs"
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """One local Ray for the module: its start-up is paid once; scan_fleet joins it instead of starting one."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two releases of the example (the second without its backdoor), the TRENDnet sample, and junk."""
+    work = tmp_path_factory.mktemp("fleet")
+    root = build_example(work / "rootfs")
+    folder = work / "images"
+    folder.mkdir()
+    subprocess.run(
+        ["mksquashfs", str(root), str(folder / "rx200-1.0.sqsh"), "-all-root", "-noappend", "-quiet"], check=True
+    )
+    (root / EXAMPLE_BACKDOOR.lstrip("/")).unlink()
+    plant(root, "/etc/hostname", "rx200-b\n")
+    subprocess.run(
+        ["mksquashfs", str(root), str(folder / "rx200-1.1.sqsh"), "-all-root", "-noappend", "-quiet"], check=True
+    )
+    shutil.copy(TRENDNET, folder / "tew733gr.sqsh")
+    return folder
+
+
+def test_fleet_results_match_single_scans(ray_local: Any, images: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    ContentCache.open(url).close()
+    paths = fleet_images(images)
+    assert [p.name for p in paths] == ["rx200-1.0.sqsh", "rx200-1.1.sqsh", "tew733gr.sqsh"]
+    seen: list[str] = []
+    result = scan_fleet(paths, cache_url=url, on_result=lambda r: seen.append(r.path))
+    assert sorted(seen) == sorted(str(p) for p in paths)
+    for path, got in zip(paths, result.images, strict=True):
+        single = scan_report(path)
+        assert got.path == str(path) and got.sha256 == single.target.sha256
+        assert got.status == ("fail" if single.failed else "pass")
+        assert got.severities == {k.value: v for k, v in Counter(f.severity for f in single.findings).items()}
+        assert [(v.clause, v.status) for v in got.verdicts] == [(v.clause.value, v.status) for v in single.verdicts]
+        assert got.errors == single.errors
+    by_name = {Path(i.path).name: i for i in result.images}
+    assert by_name["rx200-1.0.sqsh"].status == "fail" and by_name["rx200-1.1.sqsh"].status == "pass"
+    assert not any(i.cached_report for i in result.images)
+    again = scan_fleet(paths, cache_url=url)  # the same images again: every report from the cache
+    assert all(i.cached_report for i in again.images)
+    assert [i.model_copy(update={"cached_report": False}) for i in again.images] == result.images
+    assert not result.unreadable and result.failed
+    # an image gone by the time its task runs is an error of that image; the others are still scanned
+    gone = scan_fleet([tmp_path / "gone.bin", paths[1]], cache_url=url)
+    assert [i.status for i in gone.images] == ["error", "pass"]
+    assert "no such file" in gone.images[0].errors[0].message and gone.unreadable and not gone.failed
+
+
+def test_fleet_cli(ray_local: Any, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOSPY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("NOSPY_DATABASE_URL", raising=False)
+    listing = tmp_path / "releases.txt"
+    listing.write_text(f"# the RX200 line\n\n{images / 'rx200-1.1.sqsh'}\n../{tmp_path.name}/junk.bin\n")
+    (tmp_path / "junk.bin").write_bytes(b"not firmware at all\n" * 10)
+    out = tmp_path / "fleet.json"
+    agreement = str(EXAMPLES / "agreement.yaml")
+    code = run(["fleet", "scan", str(listing), "--agreement", agreement, "--format", "json", "-o", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["agreement"] == "acme-rx200-in-2026"
+    assert [Path(i["path"]).name for i in doc["images"]] == ["rx200-1.1.sqsh", "junk.bin"]
+    rx, junk = doc["images"]
+    assert {v["clause"] for v in rx["verdicts"]} >= {"accounts", "services", "backdoors"}
+    # not firmware: shown as one file, with an error entry saying so, as `nospy scan` does
+    assert junk["status"] == "pass" and "no known container" in junk["errors"][0]["message"]
+    assert rx["status"] == "pass", rx
+    assert code == 0
+    assert (tmp_path / "data" / "nospy.db").is_file()
+    table = tmp_path / "fleet.txt"
+    assert run(["fleet", "scan", str(images), "--no-cache", "-o", str(table)]) == 1  # release 1.0 has its backdoor
+    text = table.read_text()
+    assert "rx200-1.0.sqsh" in text and "tew733gr.sqsh" in text and "backdoors" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "names no image"),
+        (b"# only a comment\n", "names no image"),
+        (b"missing.bin\n", "2: missing.bin: no such image file"),
+        (b"\x00\x01binary", "binary data"),
+        (b"ok\n\xff\xfe\n", "not UTF-8"),
+        (b"a\x1bb\n", "control characters"),
+    ],
+)
+def test_bad_list_files_are_input_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "ok").write_bytes(b"x")
+    data = content if message != "2: missing.bin: no such image file" else b"ok\n" + content
+    with pytest.raises(InputError, match=message):
+        parse_list(data, tmp_path, "list.txt")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(data)
+    assert run(["fleet", "scan", str(listing)]) == 2
+
+
+def test_list_paths_are_relative_to_the_list_and_kept_once(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"x")
+    (tmp_path / "y.bin").write_bytes(b"y")
+    got = parse_list(b"\xef\xbb\xbfa/x.bin\r\n  y.bin  \n# c\na/x.bin\n", tmp_path, "l")
+    assert got == [tmp_path / "a" / "x.bin", tmp_path / "y.bin"]
+    assert run(["fleet", "scan", str(tmp_path / "nothing-here")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert run(["fleet", "scan", str(tmp_path / "empty")]) == 2
