@@ -159,9 +159,7 @@ class Monitor:
 
     def _read_new(self, log_id: int, st: follow.Step, result: RoundResult) -> None:
         cp = st.signed.checkpoint
-        source = open_source(self.location)
         with self.sessions.begin() as s:
-            log = s.get_one(MonitorLog, log_id)
             watch = s.scalars(
                 select(MonitorWatch).where(
                     MonitorWatch.log_id == log_id, MonitorWatch.agreement_sha256 == self.agreement_sha256
@@ -173,19 +171,24 @@ class Monitor:
                 )
                 s.add(watch)
                 s.flush()
-            for index, entry in follow.entries(source, cp.size, watch.next_index):
-                try:
-                    _, statement = read_release(entry, self.vendor_keys)
-                except (InputError, VerificationError) as exc:
-                    self.say(f"log index {index}: not a release manifest this monitor accepts: {exc}")
-                    continue
-                product = statement.predicate.product
-                if self.products and product not in self.products:
-                    continue
-                follow.verify_included(st, index, entry)  # VerificationError: nothing of this round is kept
-                subject = statement.subject[0]  # the image; more subjects are other artifacts of the release
-                row = MonitorRelease(
-                    watch_id=watch.id,
+            watch_id, start = watch.id, watch.next_index
+        # read and prove outside any transaction: a slow log must not hold the database's write lock
+        found: list[MonitorRelease] = []
+        source = open_source(self.location)
+        for index, entry in follow.entries(source, cp.size, start):
+            try:
+                _, statement = read_release(entry, self.vendor_keys)
+            except (InputError, VerificationError) as exc:
+                self.say(f"log index {index}: not a release manifest this monitor accepts: {exc}")
+                continue
+            product = statement.predicate.product
+            if self.products and product not in self.products:
+                continue
+            follow.verify_included(st, index, entry)  # VerificationError: nothing of this round is kept
+            subject = statement.subject[0]  # the image; more subjects are other artifacts of the release
+            found.append(
+                MonitorRelease(
+                    watch_id=watch_id,
                     log_index=index,
                     product=product,
                     version=statement.predicate.version,
@@ -194,12 +197,17 @@ class Monitor:
                     tree_size=cp.size,
                     state=ReleaseState.PENDING,
                 )
-                s.add(row)
-                result.new_releases.append(_release_label(row))
+            )
+        # the releases and the checkpoint they were proved under are kept together, or not at all
+        with self.sessions.begin() as s:
+            s.add_all(found)
+            watch = s.get_one(MonitorWatch, watch_id)
             watch.next_index = max(watch.next_index, cp.size)
+            log = s.get_one(MonitorLog, log_id)
             log.checkpoint, log.size, log.location = st.signed.note, cp.size, self.location
-        for label in result.new_releases:
-            self.say(f"new release {label}")
+        for row in found:
+            result.new_releases.append(_release_label(row))
+            self.say(f"new release {_release_label(row)}")
 
     def _check_pending(self, log_id: int, tree_size: int, result: RoundResult) -> None:
         with self.sessions() as s:
@@ -217,13 +225,13 @@ class Monitor:
             self._check_one(log_id, release_id, tree_size, result)
 
     def _check_one(self, log_id: int, release_id: int, tree_size: int, result: RoundResult) -> None:
-        with self.sessions() as s:
+        # what is needed is read first; the check itself runs outside any transaction
+        with self.sessions.begin() as s:
             rel = s.get_one(MonitorRelease, release_id)
             label = _release_label(rel)
             found = find_image(self.images, rel.sha256, rel.image_name)
             if found.path is None:
                 rel.state, rel.problem = ReleaseState.MISSING, found.problem
-                s.commit()
                 result.missing.append(f"{label}: {found.problem}")
                 self.say(f"missing: {label}: {found.problem}")
                 return
@@ -237,30 +245,38 @@ class Monitor:
                 )
                 .order_by(MonitorRelease.log_index.desc())
             ).first()
-            self.say(f"checking {label}")
-            report = check_release(
-                self.agreement,
-                found.path,
-                log=self.location,
-                log_key=self.log_key,
-                target=Target(path=rel.image_name, sha256=rel.sha256),
-                signed_by=self.signed_by,
-            )
-            read = {src.sha256 for src in report.sources if src.kind == "firmware"}
-            if read and read != {rel.sha256}:  # an unreadable image is a result (errors, not-checked)
-                rel.state, rel.problem = ReleaseState.ERROR, "the image changed in the store while it was checked"
-                s.commit()
-                result.errors.append(f"{label}: {rel.problem}")
-                return
-            before = Report.model_validate_json(previous.report_json) if previous and previous.report_json else None
-            old_image, old_problem = None, None
-            if previous is not None:
-                old = find_image(self.images, previous.sha256, previous.image_name)
-                old_image, old_problem = old.path, old.problem
-            change = compare(before, report, old_image=old_image, new_image=found.path, old_problem=old_problem)
+            this, before_row = _describe(rel), _describe(previous) if previous is not None else None
+            before_json = previous.report_json if previous is not None else None
+            origin = _origin(rel, s)
+        self.say(f"checking {label}")
+        report = check_release(
+            self.agreement,
+            found.path,
+            log=self.location,
+            log_key=self.log_key,
+            target=Target(path=this["image"], sha256=this["sha256"]),
+            signed_by=self.signed_by,
+        )
+        read = {src.sha256 for src in report.sources if src.kind == "firmware"}
+        if read and read != {this["sha256"]}:  # an unreadable image is a result (errors, not-checked)
+            problem = "the image changed in the store while it was checked"
+            with self.sessions.begin() as s:
+                rel = s.get_one(MonitorRelease, release_id)
+                rel.state, rel.problem = ReleaseState.ERROR, problem
+            result.errors.append(f"{label}: {problem}")
+            return
+        before = Report.model_validate_json(before_json) if before_json else None
+        old_image, old_problem = None, None
+        if before_row is not None:
+            old = find_image(self.images, before_row["sha256"], before_row["image"])
+            old_image, old_problem = old.path, old.problem
+        change = compare(before, report, old_image=old_image, new_image=found.path, old_problem=old_problem)
+        verdicts = {v.clause.value: v.status.value for v in report.verdicts}
+        with self.sessions.begin() as s:
+            rel = s.get_one(MonitorRelease, release_id)
             rel.state, rel.problem, rel.checked = ReleaseState.DONE, None, now()
-            rel.previous_id = previous.id if previous is not None else None
-            rel.verdicts_json = json.dumps({v.clause.value: v.status.value for v in report.verdicts})
+            rel.previous_id = before_row["id"] if before_row is not None else None
+            rel.verdicts_json = json.dumps(verdicts)
             rel.new_failing_json = json.dumps(change.new_failing)
             rel.report_json = report.model_dump_json()
             rel.diff_json = change.model_dump_json()
@@ -269,26 +285,24 @@ class Monitor:
                     "type": ALERT_TYPE,
                     "kind": "new-failing-clause",
                     "log": {
-                        "origin": _origin(rel, s),
+                        "origin": origin,
                         "location": self.location,
                         "key": self.log_key.label,
                         "tree_size": tree_size,
                     },
                     "agreement": {"id": self.agreement.id, "sha256": self.agreement_sha256},
-                    "release": _describe(rel),
-                    "previous": _describe(previous) if previous is not None else None,
+                    "release": {**this, "verdicts": verdicts},
+                    "previous": before_row,
                     "change": change.model_dump(mode="json"),
                 }
-                alert = MonitorAlert(kind="new-failing-clause", log_id=log_id, release_id=rel.id)
+                alert = MonitorAlert(kind="new-failing-clause", log_id=log_id, release_id=release_id)
                 alert.payload = json.dumps(payload)
                 s.add(alert)
                 result.alerts.append(payload)
-            s.commit()
-            result.checked.append(label)
-            verdicts = ", ".join(f"{v.clause.value} {v.status.value}" for v in report.verdicts)
-            self.say(f"checked {label}: {verdicts}")
-            if change.new_failing:
-                self.say(f"ALERT {label}: newly failing: {', '.join(change.new_failing)}")
+        result.checked.append(label)
+        self.say(f"checked {label}: " + ", ".join(f"{c} {v}" for c, v in verdicts.items()))
+        if change.new_failing:
+            self.say(f"ALERT {label}: newly failing: {', '.join(change.new_failing)}")
 
     def _deliver(self, result: RoundResult) -> None:
         with self.sessions() as s:
