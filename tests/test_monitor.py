@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,7 +176,8 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     s.server = LogServer(s.log_dir, TOKEN)
     s.server.start()
     yield s
-    s.server.close()
+    if s.server is not None:
+        s.server.close()
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -234,10 +237,16 @@ def test_monitor_end_to_end(
     assert change["firmware"]["files"]["added"] == [EXAMPLE_BACKDOOR]
     assert change["gone_findings"] == []
 
-    # nothing new: nothing checked again, no alert; the state survived every run
-    code, out, _ = _run(setup.args("--webhook", webhook.url), capsys)
-    assert code == 0
-    assert "0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in out
+    # nothing new: nothing checked again, no alert; the state survived every run (here: in a new process)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nospy", *setup.args("--webhook", webhook.url)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in proc.stdout
 
     # 1.2 still fails the same clauses: recorded, but no new alert
     shutil.copy(images.later, setup.store / sha256_file(images.later))
@@ -431,3 +440,44 @@ def test_image_lookup_checks_the_digest(tmp_path: Path) -> None:
     (tmp_path / digest[:2]).mkdir()
     (tmp_path / digest[:2] / digest).write_bytes(b"firmware")
     assert find_image(tmp_path, digest, "whatever").path == tmp_path / digest[:2] / digest
+
+
+def test_monitor_loop_stops_when_its_log_forks(setup: Setup, images: Images, webhook: _ReceiverServer) -> None:
+    """Without --once: rounds every --interval seconds, until the log (a folder here) is rewritten."""
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))
+    assert setup.server is not None
+    setup.server.close()
+    setup.server = None
+    setup.release(images.clean, "1.0")
+    args = setup.args("--webhook", webhook.url, "--interval", "1", log=str(setup.log_dir))
+    args.remove("--once")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nospy", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = subprocess.run(
+                [sys.executable, "-m", "nospy", "history", PRODUCT, "--format", "json", "--data", str(setup.data)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0 and json.loads(done.stdout)[0]["state"] == "done":
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the monitor did not check the first release")
+        # the log is replaced by another history under the same origin and key
+        shutil.rmtree(setup.log_dir)
+        _new_log(setup.log_dir, setup.log_key, setup.files["log.skey"], setup.vendor)
+        setup.release(images.later, "1.2")
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert "log not trusted" in err
+    assert [a["kind"] for a in webhook.received] == ["log-fork"]

@@ -8,6 +8,7 @@ database's outbox to be sent again next round.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +60,6 @@ def post(
             last = f"HTTP {exc.code}"
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 return last
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             last = str(getattr(exc, "reason", None) or exc)
     return last
