@@ -126,7 +126,7 @@ class Monitor:
         if forked is not None:
             result.forked = forked
             self.say(f"log {cp.origin} is not trusted: {forked}")
-        self._deliver(result)
+        self._deliver(log_id, result)
         return result
 
     def _log(self, origin: str) -> tuple[int, str | None, str | None]:
@@ -304,10 +304,13 @@ class Monitor:
         if change.new_failing:
             self.say(f"ALERT {label}: newly failing: {', '.join(change.new_failing)}")
 
-    def _deliver(self, result: RoundResult) -> None:
+    def _deliver(self, log_id: int, result: RoundResult) -> None:
+        """Send this log's alerts not yet delivered, oldest first; without a webhook, printing delivers them."""
         with self.sessions() as s:
             pending = s.scalars(
-                select(MonitorAlert).where(MonitorAlert.delivered.is_(False)).order_by(MonitorAlert.id)
+                select(MonitorAlert)
+                .where(MonitorAlert.log_id == log_id, MonitorAlert.delivered.is_(False))
+                .order_by(MonitorAlert.id)
             ).all()
             for alert in pending:
                 error = None

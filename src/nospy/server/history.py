@@ -48,6 +48,7 @@ def _session(request: Request) -> Iterator[Session]:
 Db = Annotated[Session, Depends(_session)]
 ProductParam = Annotated[str, PathParam(pattern=_PRODUCT, description="Product identifier.")]
 ReleaseParam = Annotated[int, PathParam(ge=1, le=1 << 62, description="The release's id.")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no releases of this product"}}
 
 
 def _page(request: Request, session: Session, name: str, **context: Any) -> HTMLResponse:
@@ -70,7 +71,7 @@ def api_products(session: Db) -> list[hist.ProductSummary]:
     return hist.products(session)
 
 
-@router.get("/api/history/{product}", tags=["history"], responses={404: {"description": "no such product"}})
+@router.get("/api/history/{product}", tags=["history"], responses=_NOT_FOUND)
 def api_product(session: Db, product: ProductParam) -> list[hist.ReleaseRow]:
     """Every release of the product, oldest first: verdict per clause, clauses that newly fail."""
     rows = hist.releases(session, product)
@@ -101,7 +102,7 @@ def release_report_html(session: Db, release_id: ReleaseParam) -> HTMLResponse:
     return HTMLResponse(html_report.render(Report.model_validate_json(report)))
 
 
-@router.get("/history/releases/{release_id}/report.json", tags=["history"])
+@router.get("/history/releases/{release_id}/report.json", include_in_schema=False)
 def release_report_json(session: Db, release_id: ReleaseParam) -> Response:
     """The release's report (the JSON report of DESIGN.md)."""
     _, report, _ = _release(session, release_id)
@@ -110,7 +111,7 @@ def release_report_json(session: Db, release_id: ReleaseParam) -> Response:
     return Response(report, media_type="application/json")
 
 
-@router.get("/history/releases/{release_id}/diff.json", tags=["history"])
+@router.get("/history/releases/{release_id}/diff.json", include_in_schema=False)
 def release_diff_json(session: Db, release_id: ReleaseParam) -> Response:
     """What changed since the product's previous release: clause transitions, findings, firmware diff."""
     _, _, diff = _release(session, release_id)
