@@ -8,6 +8,7 @@ under atheris for coverage-guided fuzzing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,57 @@ def witness_add_checkpoint(data: bytes) -> None:
     assert _WITNESS.add_checkpoint(data).status in {200, 400, 403, 404, 409, 422}
 
 
+_SIGNER = keys.parse_signing_key("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")
+# the 2-entry log ("d", "e") of tests/test_fuzz.py, as the checkpoint the monitor saw last
+_SEEN_ROOT = merkle.root_of_units([merkle.leaf_hash(b"d"), merkle.leaf_hash(b"e")])
+_SEEN = ledger_checkpoint.sign_checkpoint(ledger_checkpoint.Checkpoint("PeterNeumann", 2, _SEEN_ROOT), _SIGNER)
+
+
+class _HostileLog:
+    """A log whose every tile and entry bundle is the fuzz input, under a validly signed checkpoint."""
+
+    location = "fuzz-log"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        size = 1 + (data[0] if data else 0)
+        root = hashlib.sha256(data).digest()
+        self.note = ledger_checkpoint.sign_checkpoint(ledger_checkpoint.Checkpoint("PeterNeumann", size, root), _SIGNER)
+
+    def read(self, path: str) -> bytes:
+        return self.note.encode() if path == "checkpoint" else self.data
+
+
+def monitor_log_step(data: bytes) -> None:
+    """`nospy monitor` following a hostile log: consistency from the checkpoint seen, then new entries."""
+    from nospy.monitor import follow
+
+    source = _HostileLog(data)
+    signed = follow.latest(source, _VKEY)
+    with contextlib.suppress(NospyError):  # almost always a fork: the root is no real tree's
+        follow.step(source, _VKEY, signed, _SEEN)
+    # and the entries, read and proved as if the step had passed
+    st = follow.Step(signed, 2, tiles.TileReader(source.read, signed.checkpoint.size))
+    for index, entry in follow.entries(source, signed.checkpoint.size, 2):
+        with contextlib.suppress(NospyError):
+            follow.verify_included(st, index, entry)
+        with contextlib.suppress(NospyError):
+            release.read_release(entry, None)
+
+
+_IMAGE_STORE = tempfile.TemporaryDirectory(prefix="nospy-fuzz-images-")  # removed when the process ends
+
+
+def monitor_image_name(data: bytes) -> None:
+    """A release's subject name (from the log) may only name a file directly inside the image store."""
+    from nospy.monitor.images import candidates
+
+    store = Path(_IMAGE_STORE.name)
+    for path in candidates(store, "0" * 64, data.decode("utf-8", "surrogateescape")):
+        assert path.parent in (store, store / "00"), path
+        assert path.name not in ("", ".", "..")
+
+
 def firmware_accounts(data: bytes) -> None:
     from nospy.firmware import accounts
 
@@ -267,6 +319,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "tlog_proof": tlog_proof,
     "release_manifest": release_manifest,
     "witness_add_checkpoint": witness_add_checkpoint,
+    "monitor_log_step": monitor_log_step,
+    "monitor_image_name": monitor_image_name,
     "firmware_accounts": firmware_accounts,
     "firmware_inittab": firmware_inittab,
     "firmware_init_script": firmware_init_script,

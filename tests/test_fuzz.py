@@ -108,6 +108,9 @@ SEEDS = {
         b'"PeterNeumann+c74f20a3","sig":"ZZMOo6Lk8FEdCmdZ1trlqb91OzwxNGLTrqpK44kYnoFXiILQ/6OePt8gheo6SiMqEhtoz3vXTlGasEbBt'
         b'vAnAw=="}]}'
     ),
+    # a level-0 tile of the 2-entry log's leaves, then a bundle of one entry: read as either
+    "monitor_log_step": b"\x02" + b"\x00\x01d" * 3,
+    "monitor_image_name": b"../../etc/passwd/rx200\x00.bin",
     "witness_add_checkpoint": ("old 1\nKCSnzNosqnIMhcn7oei1tzXuz9sDh45Pjf5sNiUDC8Q=\n\n" + _CHECKPOINT).encode(),
 }
 # the unpacker's handlers: one tiny image per format, built by tests/data/fuzz/make.sh

@@ -210,6 +210,8 @@ def test_unknown_check_and_malformed_ids(server: Server) -> None:
         "/api/checks/{check_id}",
         "/api/checks/{check_id}/report",
         "/api/files/{sha256}",
+        "/api/history",
+        "/api/history/{product}",
         "/healthz",
     }
     assert json.loads(httpx.get(f"{server.url}/healthz").text)["ok"] is True

@@ -11,7 +11,20 @@ from collections.abc import Sequence
 import typer
 
 from nospy import __version__
-from nospy.cli import _agreement, _check, _demo, _deployment, _fleet, _keys, _ledger, _ls, _scan, _serve, _traffic
+from nospy.cli import (
+    _agreement,
+    _check,
+    _demo,
+    _deployment,
+    _fleet,
+    _keys,
+    _ledger,
+    _ls,
+    _monitor,
+    _scan,
+    _serve,
+    _traffic,
+)
 from nospy.cli._common import err_console
 from nospy.errors import NospyError, VerificationError
 
@@ -52,6 +65,8 @@ _ledger.register(app)
 app.command("scan")(_scan.scan)
 app.command("diff")(_scan.diff)
 app.command("traffic")(_traffic.traffic)
+app.command("monitor")(_monitor.monitor)
+app.command("history")(_monitor.history)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

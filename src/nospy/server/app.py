@@ -39,7 +39,7 @@ from nospy.ledger.interface import LogSource, open_source
 from nospy.ledger.tiles import TILE_WIDTH, TileCache
 from nospy.report import Format, render
 from nospy.report import html as html_report
-from nospy.server import logview
+from nospy.server import history, logview
 from nospy.server.auth import COOKIE, lookup
 from nospy.server.db import Check, Event, State, connect, migrate
 from nospy.server.db import File as FileRow
@@ -574,6 +574,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def check_js() -> Response:
         text = (resources.files("nospy.server") / "templates" / "check.js").read_text()
         return Response(text, media_type="text/javascript", headers={"Cache-Control": "max-age=300"})
+
+    app.include_router(history.router)  # the monitor's release history: its own module and templates
 
     @app.exception_handler(NospyError)
     async def _nospy_error(_request: Request, exc: NospyError) -> Response:

@@ -13,6 +13,7 @@ from importlib import resources
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Engine,
@@ -21,12 +22,28 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-__all__ = ["Analysis", "Base", "Check", "Event", "File", "State", "Token", "connect", "migrate", "now"]
+__all__ = [
+    "Analysis",
+    "Base",
+    "Check",
+    "Event",
+    "File",
+    "MonitorAlert",
+    "MonitorLog",
+    "MonitorRelease",
+    "MonitorWatch",
+    "State",
+    "Token",
+    "connect",
+    "migrate",
+    "now",
+]
 
 
 def now() -> datetime:
@@ -128,6 +145,75 @@ class Analysis(Base):
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[str] = mapped_column(Text)  # JSON
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+# ---- `nospy monitor`: logs followed, releases checked, alerts raised (migration 0003_monitor) ----------
+
+
+class MonitorLog(Base):
+    """A transparency log the monitor follows, known by its origin and key (not by where it is read)."""
+
+    __tablename__ = "monitor_logs"
+    __table_args__ = (UniqueConstraint("origin", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(512))
+    key: Mapped[str] = mapped_column(String(512))  # the verifier key's label (name+hash)
+    location: Mapped[str] = mapped_column(Text)  # where it was read last
+    checkpoint: Mapped[str | None] = mapped_column(Text, default=None)  # last verified checkpoint note
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    forked: Mapped[str | None] = mapped_column(Text, default=None)  # why the log is no longer trusted
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+
+
+class MonitorWatch(Base):
+    """One agreement followed on one log: how far its entries have been read."""
+
+    __tablename__ = "monitor_watches"
+    __table_args__ = (UniqueConstraint("log_id", "agreement_sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("monitor_logs.id", ondelete="CASCADE"), index=True)
+    agreement_id: Mapped[str] = mapped_column(String(128))
+    agreement_sha256: Mapped[str] = mapped_column(String(64))  # of its canonical JSON
+    next_index: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MonitorRelease(Base):
+    """A release of one of a watched agreement's products, and its check."""
+
+    __tablename__ = "monitor_releases"
+    __table_args__ = (UniqueConstraint("watch_id", "log_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("monitor_watches.id", ondelete="CASCADE"), index=True)
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    product: Mapped[str] = mapped_column(String(256), index=True)
+    version: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    image_name: Mapped[str] = mapped_column(String(1024))  # the manifest's subject name (display only)
+    tree_size: Mapped[int] = mapped_column(BigInteger)  # the checkpoint its inclusion was verified under
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending, missing, done, error
+    problem: Mapped[str | None] = mapped_column(Text, default=None)
+    found: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    checked: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    previous_id: Mapped[int | None] = mapped_column(Integer, default=None)  # the release it was diffed against
+    verdicts_json: Mapped[str | None] = mapped_column(Text, default=None)  # {clause: status}
+    new_failing_json: Mapped[str | None] = mapped_column(Text, default=None)  # [clause, ...]
+    report_json: Mapped[str | None] = mapped_column(Text, default=None)
+    diff_json: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class MonitorAlert(Base):
+    """An alert, kept until its webhook took it (an outbox: a webhook that is down loses nothing)."""
+
+    __tablename__ = "monitor_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    kind: Mapped[str] = mapped_column(String(32))  # new-failing-clause, log-fork
+    log_id: Mapped[int] = mapped_column(ForeignKey("monitor_logs.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    payload: Mapped[str] = mapped_column(Text)  # the JSON document posted
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]

@@ -1,0 +1,92 @@
+"""Following a tiled transparency log (C2SP tlog-tiles, tlog-checkpoint) from one checkpoint to the next.
+
+Each step verifies the new checkpoint's signature, then proves it consistent with the last checkpoint
+seen (RFC 6962 section 2.1.2 consistency proof, built from the tiles and checked with RFC 9162
+section 2.1.4.2). A log whose new checkpoint is smaller than, or not an extension of, the last one
+seen has forked: two signed checkpoints that cannot both be true, which is the evidence a `ForkError`
+carries. New entries are read from the entry bundles, and each one used is proved included under the
+new checkpoint (RFC 9162 section 2.1.3.2), so a log that lies about its bundles cannot feed the
+monitor entries outside its tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from nospy import keys
+from nospy.errors import InputError, VerificationError
+from nospy.ledger import merkle
+from nospy.ledger.checkpoint import SignedCheckpoint, open_checkpoint
+from nospy.ledger.interface import LogSource
+from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
+
+__all__ = ["ForkError", "Step", "entries", "latest", "step", "verify_included"]
+
+
+class ForkError(VerificationError):
+    """The log's checkpoint is not consistent with the last one seen: the log forked or rewrote history."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """The newly verified checkpoint, and a tile reader for its tree."""
+
+    signed: SignedCheckpoint
+    previous_size: int | None
+    reader: TileReader
+
+
+def latest(source: LogSource, log_key: keys.VerifierKey) -> SignedCheckpoint:
+    """The log's checkpoint, its signature verified (`VerificationError` if not, `InputError` if unreadable)."""
+    return open_checkpoint(source.read("checkpoint"), [log_key])
+
+
+def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint, previous: str | None) -> Step:
+    """Prove ``signed`` (from `latest`) consistent with ``previous``, a checkpoint note seen before
+    (None the first time).
+
+    Raises `ForkError` when it is not consistent (or smaller), `InputError` when the tiles cannot be
+    read (a network error is no fork).
+    """
+    cp = signed.checkpoint
+    reader = TileReader(source.read, cp.size)
+    if previous is None:
+        return Step(signed, None, reader)
+    try:
+        prev = open_checkpoint(previous, [log_key]).checkpoint
+    except (InputError, VerificationError) as exc:  # pragma: no cover - stored only after it verified
+        raise InputError(f"the stored checkpoint no longer verifies: {exc}") from None
+    if prev.origin != cp.origin:
+        raise InputError(f"the log's origin is {cp.origin!r}, the stored checkpoint's {prev.origin!r}")
+    if cp.size < prev.size:
+        raise ForkError(f"the log shrank: its checkpoint has size {cp.size}, after size {prev.size} was seen")
+    proof = reader.consistency_proof(prev.size) if 0 < prev.size < cp.size else []
+    try:
+        merkle.verify_consistency(prev.size, cp.size, proof, prev.root, cp.root)
+    except VerificationError as exc:
+        raise ForkError(
+            f"checkpoint of size {cp.size} is not consistent with the one of size {prev.size} seen before: {exc}"
+        ) from None
+    return Step(signed, prev.size, reader)
+
+
+def entries(source: LogSource, size: int, start: int) -> Iterator[tuple[int, bytes]]:
+    """(index, entry) for the entries ``start`` .. ``size - 1``, read bundle by bundle (unverified)."""
+    if start >= size:
+        return
+    for n in range(start // TILE_WIDTH, -(-size // TILE_WIDTH)):
+        width = tile_width(0, n, size)
+        bundle = parse_bundle(source.read(bundle_path(n, width)), width)
+        for offset, entry in enumerate(bundle):
+            index = n * TILE_WIDTH + offset
+            if index >= start:
+                yield index, entry
+
+
+def verify_included(st: Step, index: int, entry: bytes) -> list[bytes]:
+    """The inclusion proof of ``entry`` at ``index`` under the step's checkpoint; `VerificationError` if it fails."""
+    cp = st.signed.checkpoint
+    proof = st.reader.inclusion_proof(index)
+    merkle.verify_inclusion(index, cp.size, merkle.leaf_hash(entry), proof, cp.root)
+    return proof

@@ -1,0 +1,341 @@
+"""One monitor: an agreement watched on one transparency log, its state in the service's database.
+
+A round (`Monitor.run_round`):
+
+1. fetch the log's checkpoint, verify its signature, and prove it consistent with the last checkpoint
+   this monitor saw of the same log (known by origin and key, wherever it is read from); a log that
+   forked is alerted on once and never trusted again (``monitor_logs.forked``);
+2. read the entries added since, keep the release manifests of the agreement's products (all
+   products when the agreement names none: a monitor must not silently watch nothing), prove each
+   one included under the new checkpoint, and record it, in the same transaction as the checkpoint;
+3. for each recorded release not yet checked, in log order: find its image in the store (by
+   content, see `nospy.monitor.images`), check it (`check_release`), compare it with the product's
+   previous checked release, store the report and the change, and raise an alert when a clause
+   fails that did not before; a release whose image is not in the store stays "missing" and is
+   tried again next round;
+4. deliver the alerts not yet delivered (the outbox), to the webhook if one is set.
+
+Nothing is lost on a crash: every step commits what it finished, and the next round picks up the
+releases still pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from nospy.agreement import Agreement, canonical_json
+from nospy.errors import InputError, VerificationError
+from nospy.findings import Report, Target
+from nospy.keys import VerifierKey
+from nospy.ledger.interface import open_source
+from nospy.ledger.release import read_release
+from nospy.monitor import alerts, follow
+from nospy.monitor.evaluate import check_release, compare
+from nospy.monitor.images import find_image
+from nospy.server.db import MonitorAlert, MonitorLog, MonitorRelease, MonitorWatch, now
+
+__all__ = ["ALERT_TYPE", "Monitor", "ReleaseState", "RoundResult"]
+
+ALERT_TYPE = "https://nospy.dev/monitor-alert/v1"
+
+
+class ReleaseState:
+    PENDING = "pending"
+    MISSING = "missing"  # the image is not in the store yet: tried again next round
+    DONE = "done"
+    ERROR = "error"  # could not be checked (the image changed while it was read ...)
+
+
+@dataclass
+class RoundResult:
+    origin: str = ""
+    tree_size: int = 0
+    new_releases: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # raised this round
+    undelivered: list[str] = field(default_factory=list)  # webhook errors, kept for the next round
+    forked: str | None = None  # why the log is not trusted (now or since an earlier round)
+
+    @property
+    def alerted(self) -> bool:
+        return bool(self.alerts) or self.forked is not None
+
+
+def _release_label(r: MonitorRelease) -> str:
+    return f"{r.product} {r.version} (log index {r.log_index})"
+
+
+class Monitor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        log: str,
+        log_key: VerifierKey,
+        agreement: Agreement,
+        images: Path,
+        signed_by: Sequence[str] = (),
+        vendor_keys: Sequence[VerifierKey] | None = None,
+        webhook: str | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        if not images.is_dir():
+            raise InputError(f"{images}: the image store must be a folder")
+        if vendor_keys is not None and not vendor_keys:
+            raise InputError("a monitor that trusts no vendor key would accept no release: give --trust keys")
+        self.sessions, self.location, self.log_key = sessions, log, log_key
+        self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
+        self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
+        self.webhook = alerts.check_url(webhook) if webhook is not None else None
+        self.say = say
+        self.agreement_sha256 = hashlib.sha256(canonical_json(agreement)).hexdigest()
+        self.products = set(agreement.products)
+
+    # ---- the round -------------------------------------------------------------------------------------
+
+    def run_round(self) -> RoundResult:
+        result = RoundResult()
+        source = open_source(self.location)
+        try:
+            signed = follow.latest(source, self.log_key)
+        except VerificationError as exc:
+            raise VerificationError(f"{self.location}: checkpoint: {exc}") from None
+        cp = signed.checkpoint
+        result.origin, result.tree_size = cp.origin, cp.size
+        log_id, previous, forked = self._log(cp.origin)
+        if forked is None:
+            try:
+                st = follow.step(source, self.log_key, signed, previous)
+            except follow.ForkError as exc:
+                assert previous is not None  # noqa: S101 - only a step from a checkpoint seen can fork
+                forked = str(exc)
+                self._fork(log_id, previous, signed.note, forked, result)
+            else:
+                self._read_new(log_id, st, result)
+                self._check_pending(log_id, cp.size, result)
+        if forked is not None:
+            result.forked = forked
+            self.say(f"log {cp.origin} is not trusted: {forked}")
+        self._deliver(log_id, result)
+        return result
+
+    def _log(self, origin: str) -> tuple[int, str | None, str | None]:
+        with self.sessions.begin() as s:
+            row = s.scalars(
+                select(MonitorLog).where(MonitorLog.origin == origin, MonitorLog.key == self.log_key.label)
+            ).first()
+            if row is None:
+                row = MonitorLog(origin=origin, key=self.log_key.label, location=self.location, size=0)
+                s.add(row)
+                s.flush()
+            return row.id, row.checkpoint, row.forked
+
+    def _fork(self, log_id: int, previous: str, note: str, reason: str, result: RoundResult) -> None:
+        payload = {
+            "type": ALERT_TYPE,
+            "kind": "log-fork",
+            "log": {"location": self.location, "key": self.log_key.label},
+            "reason": reason,
+            # two checkpoints signed by the log's key that cannot both be true: the proof of the fork
+            "previous_checkpoint": previous,
+            "checkpoint": note,
+        }
+        with self.sessions.begin() as s:
+            row = s.get_one(MonitorLog, log_id)
+            row.forked = reason
+            row.location = self.location
+            s.add(MonitorAlert(kind="log-fork", log_id=log_id, payload=json.dumps(payload)))
+        result.alerts.append(payload)
+
+    def _read_new(self, log_id: int, st: follow.Step, result: RoundResult) -> None:
+        cp = st.signed.checkpoint
+        with self.sessions.begin() as s:
+            watch = s.scalars(
+                select(MonitorWatch).where(
+                    MonitorWatch.log_id == log_id, MonitorWatch.agreement_sha256 == self.agreement_sha256
+                )
+            ).first()
+            if watch is None:
+                watch = MonitorWatch(
+                    log_id=log_id, agreement_id=self.agreement.id, agreement_sha256=self.agreement_sha256, next_index=0
+                )
+                s.add(watch)
+                s.flush()
+            watch_id, start = watch.id, watch.next_index
+        # read and prove outside any transaction: a slow log must not hold the database's write lock
+        found: list[MonitorRelease] = []
+        source = open_source(self.location)
+        for index, entry in follow.entries(source, cp.size, start):
+            try:
+                _, statement = read_release(entry, self.vendor_keys)
+            except (InputError, VerificationError) as exc:
+                self.say(f"log index {index}: not a release manifest this monitor accepts: {exc}")
+                continue
+            product = statement.predicate.product
+            if self.products and product not in self.products:
+                continue
+            follow.verify_included(st, index, entry)  # VerificationError: nothing of this round is kept
+            subject = statement.subject[0]  # the image; more subjects are other artifacts of the release
+            found.append(
+                MonitorRelease(
+                    watch_id=watch_id,
+                    log_index=index,
+                    product=product,
+                    version=statement.predicate.version,
+                    sha256=subject.sha256,
+                    image_name=subject.name,
+                    tree_size=cp.size,
+                    state=ReleaseState.PENDING,
+                )
+            )
+        # the releases and the checkpoint they were proved under are kept together, or not at all
+        with self.sessions.begin() as s:
+            s.add_all(found)
+            watch = s.get_one(MonitorWatch, watch_id)
+            watch.next_index = max(watch.next_index, cp.size)
+            log = s.get_one(MonitorLog, log_id)
+            log.checkpoint, log.size, log.location = st.signed.note, cp.size, self.location
+        for row in found:
+            result.new_releases.append(_release_label(row))
+            self.say(f"new release {_release_label(row)}")
+
+    def _check_pending(self, log_id: int, tree_size: int, result: RoundResult) -> None:
+        with self.sessions() as s:
+            ids = s.scalars(
+                select(MonitorRelease.id)
+                .join(MonitorWatch)
+                .where(
+                    MonitorWatch.log_id == log_id,
+                    MonitorWatch.agreement_sha256 == self.agreement_sha256,
+                    MonitorRelease.state.in_([ReleaseState.PENDING, ReleaseState.MISSING]),
+                )
+                .order_by(MonitorRelease.log_index)
+            ).all()
+        for release_id in ids:
+            self._check_one(log_id, release_id, tree_size, result)
+
+    def _check_one(self, log_id: int, release_id: int, tree_size: int, result: RoundResult) -> None:
+        # what is needed is read first; the check itself runs outside any transaction
+        with self.sessions.begin() as s:
+            rel = s.get_one(MonitorRelease, release_id)
+            label = _release_label(rel)
+            found = find_image(self.images, rel.sha256, rel.image_name)
+            if found.path is None:
+                rel.state, rel.problem = ReleaseState.MISSING, found.problem
+                result.missing.append(f"{label}: {found.problem}")
+                self.say(f"missing: {label}: {found.problem}")
+                return
+            previous = s.scalars(
+                select(MonitorRelease)
+                .where(
+                    MonitorRelease.watch_id == rel.watch_id,
+                    MonitorRelease.product == rel.product,
+                    MonitorRelease.state == ReleaseState.DONE,
+                    MonitorRelease.log_index < rel.log_index,
+                )
+                .order_by(MonitorRelease.log_index.desc())
+            ).first()
+            this, before_row = _describe(rel), _describe(previous) if previous is not None else None
+            before_json = previous.report_json if previous is not None else None
+            origin = _origin(rel, s)
+        self.say(f"checking {label}")
+        report = check_release(
+            self.agreement,
+            found.path,
+            log=self.location,
+            log_key=self.log_key,
+            target=Target(path=this["image"], sha256=this["sha256"]),
+            signed_by=self.signed_by,
+        )
+        read = {src.sha256 for src in report.sources if src.kind == "firmware"}
+        if read and read != {this["sha256"]}:  # an unreadable image is a result (errors, not-checked)
+            problem = "the image changed in the store while it was checked"
+            with self.sessions.begin() as s:
+                rel = s.get_one(MonitorRelease, release_id)
+                rel.state, rel.problem = ReleaseState.ERROR, problem
+            result.errors.append(f"{label}: {problem}")
+            return
+        before = Report.model_validate_json(before_json) if before_json else None
+        old_image, old_problem = None, None
+        if before_row is not None:
+            old = find_image(self.images, before_row["sha256"], before_row["image"])
+            old_image, old_problem = old.path, old.problem
+        change = compare(before, report, old_image=old_image, new_image=found.path, old_problem=old_problem)
+        verdicts = {v.clause.value: v.status.value for v in report.verdicts}
+        with self.sessions.begin() as s:
+            rel = s.get_one(MonitorRelease, release_id)
+            rel.state, rel.problem, rel.checked = ReleaseState.DONE, None, now()
+            rel.previous_id = before_row["id"] if before_row is not None else None
+            rel.verdicts_json = json.dumps(verdicts)
+            rel.new_failing_json = json.dumps(change.new_failing)
+            rel.report_json = report.model_dump_json()
+            rel.diff_json = change.model_dump_json()
+            if change.new_failing:
+                payload = {
+                    "type": ALERT_TYPE,
+                    "kind": "new-failing-clause",
+                    "log": {
+                        "origin": origin,
+                        "location": self.location,
+                        "key": self.log_key.label,
+                        "tree_size": tree_size,
+                    },
+                    "agreement": {"id": self.agreement.id, "sha256": self.agreement_sha256},
+                    "release": {**this, "verdicts": verdicts},
+                    "previous": before_row,
+                    "change": change.model_dump(mode="json"),
+                }
+                alert = MonitorAlert(kind="new-failing-clause", log_id=log_id, release_id=release_id)
+                alert.payload = json.dumps(payload)
+                s.add(alert)
+                result.alerts.append(payload)
+        result.checked.append(label)
+        self.say(f"checked {label}: " + ", ".join(f"{c} {v}" for c, v in verdicts.items()))
+        if change.new_failing:
+            self.say(f"ALERT {label}: newly failing: {', '.join(change.new_failing)}")
+
+    def _deliver(self, log_id: int, result: RoundResult) -> None:
+        """Send this log's alerts not yet delivered, oldest first; without a webhook, printing delivers them."""
+        with self.sessions() as s:
+            pending = s.scalars(
+                select(MonitorAlert)
+                .where(MonitorAlert.log_id == log_id, MonitorAlert.delivered.is_(False))
+                .order_by(MonitorAlert.id)
+            ).all()
+            for alert in pending:
+                error = None
+                if self.webhook is not None:
+                    error = alerts.post(self.webhook, alert.payload.encode())
+                alert.attempts += 1
+                alert.delivered, alert.last_error = error is None, error
+                s.commit()
+                if error is not None:
+                    result.undelivered.append(f"alert {alert.id} ({alert.kind}): {error}")
+                    self.say(f"webhook: alert {alert.id} not delivered ({error}); kept for the next round")
+
+
+def _origin(rel: MonitorRelease, s: Session) -> str:
+    watch = s.get_one(MonitorWatch, rel.watch_id)
+    return s.get_one(MonitorLog, watch.log_id).origin
+
+
+def _describe(rel: MonitorRelease) -> dict[str, Any]:
+    return {
+        "id": rel.id,
+        "product": rel.product,
+        "version": rel.version,
+        "log_index": rel.log_index,
+        "sha256": rel.sha256,
+        "image": rel.image_name,
+        "verdicts": json.loads(rel.verdicts_json) if rel.verdicts_json else None,
+    }

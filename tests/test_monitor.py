@@ -1,0 +1,483 @@
+"""`nospy monitor` and `nospy history` end to end, with real parts: a log written by nospy's own log
+writer and served over HTTP, releases signed by a vendor key, squashfs images packed by Debian's
+mksquashfs from the example root filesystem, a webhook receiver on a real socket, and the service's
+database (SQLite here; PostgreSQL runs the same models in test_server_storage)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from nospy import keys
+from nospy.agreement import load as load_agreement
+from nospy.cli import run
+from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, clone, plant
+from nospy.ledger.interface import open_source
+from nospy.ledger.release import entry_bytes, make_release, sha256_file
+from nospy.ledger.server import LogServer
+from nospy.ledger.storage import LogWriter, init_log
+from nospy.monitor import Monitor, follow
+from nospy.monitor.images import find_image
+from nospy.server.db import connect, migrate
+from serverlib import EXAMPLE_AGREEMENT, running
+
+ORIGIN = "log.acme.example/rx200"
+TOKEN = "monitor-test-write-token"
+PRODUCT = "acme-rx200"
+
+
+def _squashfs(root: Path, image: Path) -> Path:
+    subprocess.run(
+        ["mksquashfs", str(root), str(image), "-comp", "gzip", "-all-root", "-noappend", "-quiet"],
+        check=True,
+        capture_output=True,
+    )
+    return image
+
+
+@dataclass
+class Images:
+    """Three releases of the example product: 1.0 clean, 1.1 with the planted backdoor, 1.2 like 1.1 plus one file."""
+
+    clean: Path
+    backdoored: Path
+    later: Path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    work = tmp_path_factory.mktemp("images")
+    bad = build_example(work / "rootfs-1.1")
+    clean = clone(bad, work / "rootfs-1.0")
+    (clean / EXAMPLE_BACKDOOR.lstrip("/")).unlink()
+    later = clone(bad, work / "rootfs-1.2")
+    plant(later, "/etc/banner", "RX200 1.2\n")
+    return Images(
+        _squashfs(clean, work / "rx200-1.0.squashfs"),
+        _squashfs(bad, work / "rx200-1.1.squashfs"),
+        _squashfs(later, work / "rx200-1.2.squashfs"),
+    )
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    server: _ReceiverServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.requests += 1
+            refuse = self.server.requests <= self.server.fail_first
+            if not refuse:
+                self.server.received.append(json.loads(body))
+        self.send_response(503 if refuse else 204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class _ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fail_first: int = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _Receiver)
+        self.lock = threading.Lock()
+        self.received: list[dict[str, Any]] = []
+        self.requests = 0
+        self.fail_first = fail_first
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+@pytest.fixture
+def webhook() -> Iterator[_ReceiverServer]:
+    server = _ReceiverServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Setup:
+    tmp: Path
+    vendor: keys.SigningKey
+    log_key: keys.SigningKey
+    log_dir: Path
+    store: Path
+    data: Path
+    server: LogServer | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def release(self, image: Path, version: str, product: str = PRODUCT, log_dir: Path | None = None) -> None:
+        entry = entry_bytes(make_release(image, self.vendor, product, version))
+        if log_dir is None and self.server is not None:
+            self.server.writer.add([entry])
+        else:
+            with LogWriter(log_dir or self.log_dir) as writer:
+                writer.add([entry])
+
+    def args(self, *extra: str, log: str | None = None) -> list[str]:
+        return [
+            "monitor",
+            "--log",
+            log or self.url,
+            "--log-key",
+            str(self.files["log.vkey"]),
+            "--agreement",
+            str(EXAMPLE_AGREEMENT),
+            "--images",
+            str(self.store),
+            "--data",
+            str(self.data),
+            "--once",
+            *extra,
+        ]
+
+
+def _new_log(root: Path, key: keys.SigningKey, key_path: Path, vendor: keys.SigningKey) -> None:
+    init_log(root, ORIGIN, key, key_path, [vendor.verifier])
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    vendor, log_key = keys.generate("acme.example"), keys.generate(ORIGIN)
+    s = Setup(tmp_path, vendor, log_key, tmp_path / "log", tmp_path / "store", tmp_path / "data")
+    s.store.mkdir()
+    for name, text in (
+        ("log.skey", str(log_key)),
+        ("log.vkey", str(log_key.verifier)),
+        ("vendor.vkey", str(vendor.verifier)),
+    ):
+        s.files[name] = tmp_path / name
+        s.files[name].write_text(text + "\n")
+    _new_log(s.log_dir, log_key, s.files["log.skey"], vendor)
+    s.server = LogServer(s.log_dir, TOKEN)
+    s.server.start()
+    yield s
+    if s.server is not None:
+        s.server.close()
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = run(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _alerts(stdout: str) -> list[dict[str, Any]]:
+    """The alert documents ``nospy monitor`` printed (each as indented JSON after the summary line)."""
+    decoder, out, pos = json.JSONDecoder(), [], 0
+    while (start := stdout.find("\n{", pos)) != -1:
+        doc, pos = decoder.raw_decode(stdout, start + 1)
+        out.append(doc)
+    return out
+
+
+def test_monitor_end_to_end(
+    setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """First release passes; the next one's image arrives late, then turns clauses from pass to fail
+    (alert with the diff, on stdout, the exit status and the webhook); a restart keeps the state."""
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))  # stored by content
+    setup.release(images.clean, "1.0")
+    code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+    assert code == 0, err
+    assert "1 new release(s), 1 checked, 0 missing image(s), 0 alert(s)" in out
+    assert webhook.received == []
+
+    # 1.1 is logged before its image reaches the store: reported, kept, and checked once it is there
+    setup.release(images.backdoored, "1.1")
+    code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+    assert code == 0, err
+    assert "1 new release(s), 0 checked, 1 missing image(s)" in out
+    assert f"missing: {PRODUCT} 1.1 (log index 1)" in err
+    shutil.copy(images.backdoored, setup.store / images.backdoored.name)  # stored by the manifest's name
+
+    code, out, err = _run(setup.args("--webhook", webhook.url), capsys)  # a new process would see the same
+    assert code == 1, err
+    assert "0 new release(s), 1 checked, 0 missing image(s), 1 alert(s)" in out
+    [alert] = _alerts(out)
+    assert webhook.received == [alert]
+    assert alert["kind"] == "new-failing-clause"
+    assert alert["release"]["version"] == "1.1" and alert["release"]["log_index"] == 1
+    assert alert["release"]["sha256"] == sha256_file(images.backdoored)
+    assert alert["previous"]["version"] == "1.0"
+    change = alert["change"]
+    assert change["first_release"] is False
+    transitions = {c["clause"]: (c["before"], c["after"]) for c in change["clauses"]}
+    assert transitions["backdoors"] == ("pass", "fail")
+    assert transitions["services"] == ("pass", "fail")
+    assert set(change["new_failing"]) == {"backdoors", "services"}
+    assert "software" not in transitions  # logged both times: passes both times
+    planted = [f for f in change["new_findings"] if f["path"] == EXAMPLE_BACKDOOR]
+    assert {f["rule"] for f in planted} >= {"service.shell-bind"}
+    assert all(f["evidence"] or f["line"] for f in planted)
+    assert change["firmware"]["files"]["added"] == [EXAMPLE_BACKDOOR]
+    assert change["gone_findings"] == []
+
+    # nothing new: nothing checked again, no alert; the state survived every run (here: in a new process)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nospy", *setup.args("--webhook", webhook.url)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in proc.stdout
+
+    # 1.2 still fails the same clauses: recorded, but no new alert
+    shutil.copy(images.later, setup.store / sha256_file(images.later))
+    setup.release(images.later, "1.2")
+    code, out, _ = _run(setup.args("--webhook", webhook.url), capsys)
+    assert code == 0
+    assert "1 new release(s), 1 checked, 0 missing image(s), 0 alert(s)" in out
+    assert len(webhook.received) == 1
+
+    code, out, _ = _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["version"], r["log_index"], r["new_failing"]) for r in rows] == [
+        ("1.0", 0, []),
+        ("1.1", 1, ["backdoors", "services"]),
+        ("1.2", 2, []),
+    ]
+    assert rows[0]["verdicts"]["backdoors"] == "pass" and rows[1]["verdicts"]["backdoors"] == "fail"
+    assert rows[0]["sha256"] == sha256_file(images.clean)
+    assert all(r["state"] == "done" and r["checked"] for r in rows)
+    code, out, _ = _run(["history", PRODUCT, "--data", str(setup.data)], capsys)
+    assert code == 0 and "1.1" in out and "backdoors, services" in out
+    assert _run(["history", "no-such-product", "--data", str(setup.data)], capsys)[0] == 2
+
+    # the web service shows the same history from the same database
+    with running(setup.data) as web:
+        page = httpx.get(f"{web.url}/history", timeout=30)
+        assert page.status_code == 200 and f'href="/history/{PRODUCT}"' in page.text
+        page = httpx.get(f"{web.url}/history/{PRODUCT}", timeout=30)
+        assert page.status_code == 200
+        assert page.text.count('<span class="badge fail">fail</span>') >= 4
+        assert '<b class="new-failing">backdoors, services</b>' in page.text
+        second = rows[1]["id"]
+        assert f"/history/releases/{second}/diff.json" in page.text
+        diff = httpx.get(f"{web.url}/history/releases/{second}/diff.json", timeout=30).json()
+        assert diff["new_failing"] == ["backdoors", "services"]
+        report = httpx.get(f"{web.url}/history/releases/{second}/report.json", timeout=30).json()
+        assert report["target"]["sha256"] == sha256_file(images.backdoored)
+        html = httpx.get(f"{web.url}/history/releases/{second}/report.html", timeout=30)
+        assert html.status_code == 200 and EXAMPLE_BACKDOOR in html.text
+        api = httpx.get(f"{web.url}/api/history/{PRODUCT}", timeout=30).json()
+        assert [r["version"] for r in api] == ["1.0", "1.1", "1.2"]
+        assert httpx.get(f"{web.url}/history/nothing-here", timeout=30).status_code == 404
+        assert httpx.get(f"{web.url}/history/releases/999/diff.json", timeout=30).status_code == 404
+
+
+def test_first_release_failing_alerts(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:
+    """A product's first release counts as 'not failing before': each failing clause alerts."""
+    shutil.copy(images.backdoored, setup.store / sha256_file(images.backdoored))
+    setup.release(images.backdoored, "1.1")
+    setup.release(images.clean, "9.9", product="other-product")  # not the agreement's product: ignored
+    code, out, _ = _run(setup.args(), capsys)
+    assert code == 1
+    [alert] = _alerts(out)
+    assert alert["previous"] is None and alert["change"]["first_release"] is True
+    assert {"backdoors", "services"} <= set(alert["change"]["new_failing"])
+    assert alert["change"]["firmware"] is None
+    assert _run(["history", "other-product", "--data", str(setup.data)], capsys)[0] == 2
+
+
+def test_forked_log_alerts_and_is_never_trusted_again(
+    setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))
+    setup.release(images.clean, "1.0")
+    setup.release(images.later, "1.2")
+    assert _run(setup.args("--webhook", webhook.url), capsys)[0] == 0
+
+    # the same origin and key, different history: entry 1 is another release
+    fork_dir = setup.tmp / "fork"
+    _new_log(fork_dir, setup.log_key, setup.files["log.skey"], setup.vendor)
+    setup.release(images.clean, "1.0", log_dir=fork_dir)
+    setup.release(images.backdoored, "1.1", log_dir=fork_dir)
+    setup.release(images.later, "1.2", log_dir=fork_dir)
+    fork = LogServer(fork_dir, TOKEN)
+    fork.start()
+    try:
+        code, _, err = _run(setup.args("--webhook", webhook.url, log=fork.url), capsys)
+    finally:
+        fork.close()
+    assert code == 1
+    assert "not consistent" in err
+    [alert] = webhook.received
+    assert alert["kind"] == "log-fork"
+    # the evidence: two checkpoints signed by the log key that cannot both hold
+    assert alert["previous_checkpoint"].split("\n")[1] == "2"
+    assert alert["checkpoint"].split("\n")[1] == "3"
+
+    # for good: the original log, still consistent with what was seen, is not trusted either
+    setup.release(images.backdoored, "1.1")
+    code, _, err = _run(setup.args("--webhook", webhook.url), capsys)
+    assert code == 1 and "not trusted" in err
+    assert len(webhook.received) == 1  # alerted once
+    assert _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)[0] == 0
+
+
+def test_shrunk_log_is_a_fork(setup: Setup, images: Images) -> None:
+    """A directory log rewritten to fewer entries (same origin and key) is caught by the library too."""
+    setup.release(images.clean, "1.0")
+    setup.release(images.backdoored, "1.1")
+    source_note = (setup.log_dir / "checkpoint").read_text()
+    smaller = setup.tmp / "smaller"
+    _new_log(smaller, setup.log_key, setup.files["log.skey"], setup.vendor)
+    setup.release(images.clean, "1.0", log_dir=smaller)
+    src = open_source(smaller)
+    signed = follow.latest(src, setup.log_key.verifier)
+    with pytest.raises(follow.ForkError, match="shrank"):
+        follow.step(src, setup.log_key.verifier, signed, source_note)
+    # the same log seen again is consistent, and so is the log grown from it
+    same = open_source(setup.log_dir)
+    follow.step(same, setup.log_key.verifier, follow.latest(same, setup.log_key.verifier), source_note)
+
+
+def test_webhook_retries_and_outbox(setup: Setup, images: Images, tmp_path: Path) -> None:
+    """A webhook that refuses once gets the alert on the retry; one that is down keeps it for the next round."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    shutil.copy(images.backdoored, setup.store / sha256_file(images.backdoored))
+    setup.release(images.backdoored, "1.1")
+    down = _ReceiverServer()
+    dead_url = down.url
+    down.server_close()  # nothing listens there now
+
+    def monitor(url: str) -> Monitor:
+        return Monitor(
+            sessions,
+            log=setup.url,
+            log_key=setup.log_key.verifier,
+            agreement=load_agreement(EXAMPLE_AGREEMENT),
+            images=setup.store,
+            vendor_keys=[setup.vendor.verifier],
+            webhook=url,
+        )
+
+    first = monitor(dead_url).run_round()
+    assert len(first.alerts) == 1 and len(first.undelivered) == 1
+
+    flaky = _ReceiverServer(fail_first=1)
+    thread = threading.Thread(target=flaky.serve_forever, daemon=True)
+    thread.start()
+    try:
+        second = monitor(flaky.url).run_round()
+    finally:
+        flaky.shutdown()
+        flaky.server_close()
+    assert second.alerts == [] and second.undelivered == []
+    assert flaky.requests == 2  # refused once, then taken
+    assert flaky.received == first.alerts
+    engine.dispose()
+
+
+def test_untrusted_vendor_releases_are_not_checked(
+    setup: Setup, images: Images, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))
+    setup.release(images.clean, "1.0")
+    other = tmp_path / "other.vkey"
+    other.write_text(str(keys.generate("someone.example").verifier) + "\n")
+    code, out, err = _run(setup.args("--trust", str(other)), capsys)
+    assert code == 0
+    assert "0 new release(s)" in out and "not signed by a trusted vendor key" in err
+    code, out, _ = _run(setup.args("--trust", str(setup.files["vendor.vkey"]), "--data", str(tmp_path / "d2")), capsys)
+    assert code == 0 and "1 new release(s), 1 checked" in out
+
+
+def test_bad_input_is_exit_2(setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(setup.args(log=str(tmp_path / "no-log")), capsys)[0] == 2
+    assert _run(setup.args("--webhook", "file:///etc/passwd"), capsys)[0] == 2
+    args = setup.args()
+    args[args.index("--images") + 1] = str(tmp_path / "missing-store")
+    assert _run(args, capsys)[0] == 2
+    wrong = tmp_path / "wrong.vkey"
+    wrong.write_text(str(keys.generate(ORIGIN).verifier) + "\n")
+    args = setup.args()
+    args[args.index("--log-key") + 1] = str(wrong)
+    assert _run(args, capsys)[0] == 1  # the checkpoint does not verify under this key
+
+
+def test_image_lookup_checks_the_digest(tmp_path: Path) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"firmware")
+    digest = sha256_file(image)
+    assert find_image(tmp_path, digest, "fw.bin").path == image
+    image.write_bytes(b"another firmware")
+    found = find_image(tmp_path, digest, "fw.bin")
+    assert found.path is None and found.problem is not None and "fw.bin has sha256" in found.problem
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x").write_bytes(b"firmware")
+    assert find_image(tmp_path, digest, "sub/x").path is None  # a name from the log never picks a folder
+    assert find_image(tmp_path, digest, "../fw.bin").path is None
+    (tmp_path / digest[:2]).mkdir()
+    (tmp_path / digest[:2] / digest).write_bytes(b"firmware")
+    assert find_image(tmp_path, digest, "whatever").path == tmp_path / digest[:2] / digest
+
+
+def test_monitor_loop_stops_when_its_log_forks(setup: Setup, images: Images, webhook: _ReceiverServer) -> None:
+    """Without --once: rounds every --interval seconds, until the log (a folder here) is rewritten."""
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))
+    assert setup.server is not None
+    setup.server.close()
+    setup.server = None
+    setup.release(images.clean, "1.0")
+    args = setup.args("--webhook", webhook.url, "--interval", "1", log=str(setup.log_dir))
+    args.remove("--once")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nospy", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = subprocess.run(
+                [sys.executable, "-m", "nospy", "history", PRODUCT, "--format", "json", "--data", str(setup.data)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0 and json.loads(done.stdout)[0]["state"] == "done":
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the monitor did not check the first release")
+        # the log is replaced by another history under the same origin and key
+        shutil.rmtree(setup.log_dir)
+        _new_log(setup.log_dir, setup.log_key, setup.files["log.skey"], setup.vendor)
+        setup.release(images.later, "1.2")
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert "log not trusted" in err
+    assert [a["kind"] for a in webhook.received] == ["log-fork"]
