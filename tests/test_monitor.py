@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -255,6 +256,10 @@ def test_monitor_end_to_end(
     assert code == 0
     assert "1 new release(s), 1 checked, 0 missing image(s), 0 alert(s)" in out
     assert len(webhook.received) == 1
+    # the releases' files were analysed once, into the content cache in the monitor's own database
+    with sqlite3.connect(setup.data / "nospy.db") as con:
+        (analysed,) = con.execute("SELECT count(*) FROM analyses").fetchone()
+    assert analysed > 0
 
     code, out, _ = _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)
     assert code == 0

@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nospy.errors import InputError
 from nospy.keys import VerifierKey
 from nospy.verify import EvidenceSource
+
+if TYPE_CHECKING:
+    from nospy.firmware.cache import ContentCache
 
 __all__ = ["Kind", "SourceOptions", "build_sources"]
 
@@ -35,6 +39,7 @@ class SourceOptions:
     log_key: VerifierKey | None = None  # the log's checkpoint key
     geoip: Path | None = None  # MaxMind DB file for traffic geolocation (default: tor-geoipdb)
     traffic_local: tuple[str, ...] = ()  # CIDRs of the customer's own networks: flows to them are not egress
+    cache: ContentCache | None = None  # firmware analysis results by content (nospy.firmware.cache)
 
 
 def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions | None = None) -> list[EvidenceSource]:
@@ -63,7 +68,7 @@ def build_sources(kind_to_paths: dict[str, list[Path]], options: SourceOptions |
     if firmware:
         # hard-coded addresses are placed in countries by the same database as traffic
         geo = as_country_lookup(open_geolocator(options.geoip))
-        sources += [FirmwareSource(path, geo=geo) for path in firmware]
+        sources += [FirmwareSource(path, geo=geo, cache=options.cache) for path in firmware]
     if options.log is not None:
         if options.log_key is None:
             raise InputError("a transparency log is trusted only under its key: give --log-key")

@@ -86,6 +86,10 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
             f"[yellow]note:[/] agreement {parsed.id} names no products: every release in the log is checked"
         )
     engine, sessions = _database(data, database_url)
+    from nospy.firmware.cache import ContentCache  # noqa: PLC0415
+
+    # releases of one product share most files: the content cache (same database) analyses only what changed
+    cache = ContentCache(engine, engine.url.render_as_string(hide_password=False))
     try:
         mon = Monitor(
             sessions,
@@ -97,6 +101,7 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
             vendor_keys=[read_verifier_key(t) for t in trust] if trust else None,
             webhook=webhook,
             say=lambda text: err_console.print(text, markup=False),
+            cache=cache,
         )
         while True:
             try:

@@ -22,6 +22,7 @@ from nospy.agreement import Agreement
 from nospy.errors import InputError
 from nospy.evidence import SourceOptions, build_sources
 from nospy.findings import Finding, Report, Severity, Status, Target
+from nospy.firmware.cache import ContentCache
 from nospy.firmware.diff import DiffResult, diff_reports
 from nospy.keys import VerifierKey
 from nospy.verify import Progress, check
@@ -38,9 +39,13 @@ def check_release(
     target: Target,
     signed_by: Sequence[str] = (),
     progress: Progress = lambda _: None,
+    cache: ContentCache | None = None,
 ) -> Report:
-    """The report of ``image`` (firmware evidence) and its release in ``log`` against ``agreement``."""
-    sources = build_sources({"firmware": [image]}, SourceOptions(log=log, log_key=log_key))
+    """The report of ``image`` (firmware evidence) and its release in ``log`` against ``agreement``.
+
+    With a content ``cache``, files the product's earlier releases already had are not analysed again.
+    """
+    sources = build_sources({"firmware": [image]}, SourceOptions(log=log, log_key=log_key, cache=cache))
     return check(agreement, sources, target, signed_by, progress)
 
 

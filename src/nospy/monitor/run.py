@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nospy.agreement import Agreement, canonical_json
 from nospy.errors import InputError, VerificationError
 from nospy.findings import Report, Target
+from nospy.firmware.cache import ContentCache
 from nospy.keys import VerifierKey
 from nospy.ledger.interface import open_source
 from nospy.ledger.release import read_release
@@ -88,6 +89,7 @@ class Monitor:
         vendor_keys: Sequence[VerifierKey] | None = None,
         webhook: str | None = None,
         say: Callable[[str], None] = lambda _: None,
+        cache: ContentCache | None = None,
     ) -> None:
         if not images.is_dir():
             raise InputError(f"{images}: the image store must be a folder")
@@ -97,7 +99,7 @@ class Monitor:
         self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
         self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
         self.webhook = alerts.check_url(webhook) if webhook is not None else None
-        self.say = say
+        self.say, self.cache = say, cache
         self.agreement_sha256 = hashlib.sha256(canonical_json(agreement)).hexdigest()
         self.products = set(agreement.products)
 
@@ -256,6 +258,7 @@ class Monitor:
             log_key=self.log_key,
             target=Target(path=this["image"], sha256=this["sha256"]),
             signed_by=self.signed_by,
+            cache=self.cache,
         )
         read = {src.sha256 for src in report.sources if src.kind == "firmware"}
         if read and read != {this["sha256"]}:  # an unreadable image is a result (errors, not-checked)
