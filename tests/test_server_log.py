@@ -40,7 +40,7 @@ def test_checkpoint_entries_and_verified_entry(tmp_path: Path) -> None:
     root, vkey, _, signers = _log(tmp_path, 60)
     env = {"NOSPY_LOG": str(root), "NOSPY_LOG_KEY": str(vkey)}
     with running(tmp_path / "data", env) as server:
-        index = httpx.get(f"{server.url}/", timeout=10)
+        index = httpx.get(f"{server.url}/login", timeout=10)
         assert 'href="/log"' in index.text
         first = httpx.get(f"{server.url}/log", timeout=30)
         assert first.status_code == 200
@@ -88,7 +88,7 @@ def test_tampered_entry_fails_its_proof(tmp_path: Path) -> None:
 def test_no_log_configured_and_log_without_key(tmp_path: Path) -> None:
     with running(tmp_path / "data") as server:
         assert httpx.get(f"{server.url}/log", timeout=10).status_code == 404
-        assert 'href="/log"' not in httpx.get(f"{server.url}/", timeout=10).text
+        assert 'href="/log"' not in httpx.get(f"{server.url}/login", timeout=10).text
     out = subprocess.run(
         [sys.executable, "-m", "nospy", "serve", "--data", str(tmp_path / "d"), "--log", str(tmp_path)],
         capture_output=True,
