@@ -41,7 +41,7 @@ from nospy.errors import InputError, NospyError, VerificationError
 from nospy.evidence import Kind, build_sources
 from nospy.findings import Finding, Report
 from nospy.keys import read_verifier_key
-from nospy.ledger.checkpoint import parse_cosigner_key
+from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
 from nospy.ledger.interface import LogSource, open_source
 from nospy.ledger.tiles import TILE_WIDTH
 from nospy.report import Format, render
@@ -358,6 +358,13 @@ def _read_key(path: Any) -> str:
     return text
 
 
+def _witness_key(path: Any) -> CosignerKey:
+    try:
+        return parse_cosigner_key(_read_key(path))
+    except InputError as exc:
+        raise InputError(f"witness key {path}: {exc}") from None
+
+
 def diff_id(old_sha256: str, new_sha256: str) -> str:
     """A diff's id: from its two images, so the same pair is compared once."""
     return hashlib.sha256(f"nospy diff\n{old_sha256}\n{new_sha256}\n".encode()).hexdigest()[:32]
@@ -370,7 +377,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     migrate(engine)
     store = BlobStore(settings.blob_dir)
     worker = Worker(sessions, store, settings.workers, settings.time_limit)
-    witnesses = [parse_cosigner_key(_read_key(p)) for p in settings.witness_keys]
+    witnesses = [_witness_key(p) for p in settings.witness_keys]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
