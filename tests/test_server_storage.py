@@ -176,3 +176,47 @@ def test_several_workers_never_run_one_check_twice(tmp_path: Path) -> None:
     for c in finished:
         assert c["attempts"] == 1
         assert [e["text"] for e in c["events"]].count("started") == 1
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (spawned by multiprocessing), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def test_a_hung_or_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A check that overruns the time limit is stopped and failed; a worker process that dies fails
+    only its check; the next check runs in a new worker process."""
+    data = tmp_path / "serve"
+    token = new_token(data, "limits")
+    endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(4000))
+    slow = EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
+    small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+    with running(data, {"NOSPY_TIME_LIMIT": "5"}) as server:
+        assert server.proc is not None
+        hung = wait_finished(
+            server.url, submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"], token
+        )
+        assert hung["state"] == "failed"
+        assert hung["error"] == "stopped after the time limit of 5 s (the worker process was killed)"
+        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        assert after["state"] == "done", after["error"]
+
+        crashed = submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"]
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/api/checks/{crashed}", headers=bearer(token)).json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (worker,) = _workers(server.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        failed = wait_finished(server.url, crashed, token)
+        assert failed["state"] == "failed"
+        assert failed["error"] == "the worker process died (killed by SIGKILL); the server goes on"
+        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        assert after["state"] == "done", after["error"]
+        assert _workers(server.proc.pid) != [worker]

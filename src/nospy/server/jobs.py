@@ -147,9 +147,12 @@ def _worker_main(conn: Connection, parent: int) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us
     # the stack is loaded before the first job, so a job's time limit does not count the imports
-    import nospy.evidence  # noqa: PLC0415
-    import nospy.firmware.scan  # noqa: PLC0415
-    import nospy.verify  # noqa: F401, PLC0415
+    from nospy import agreement  # noqa: F401, PLC0415
+    from nospy.evidence import build_sources  # noqa: PLC0415
+    from nospy.firmware import diff, scan  # noqa: F401, PLC0415
+    from nospy.verify import check  # noqa: F401, PLC0415
+
+    build_sources({})  # imports every evidence source
 
     conn.send(("ready", ""))
     while True:
