@@ -4,7 +4,8 @@
 
 Without --url it starts its own server (SQLite in a temporary folder) on 127.0.0.1 and stops it at
 the end. Each client loops: one in five requests starts a check (upload of the example agreement),
-the others read a check it started, the list of checks, or a page. At the end it waits for every
+the others read a check it started, the list of checks, or a page (reads carry the token too:
+the server needs one to read unless it runs with --public-read). At the end it waits for every
 check to finish and counts: an error is any unexpected status or failed request; a lost job is a
 check that was accepted (202) but is missing or not done. Exits 1 on any error or lost job.
 Only loopback addresses are accepted as targets.
@@ -110,7 +111,7 @@ def _client(url: str, token: str, until: float, stats: Stats, seed: int) -> None
                 expect = 200
                 start = time.perf_counter()
                 try:
-                    r = http.get(path)
+                    r = http.get(path, headers=auth)
                 except httpx.HTTPError as exc:
                     stats.error(f"{op}: {type(exc).__name__}: {exc}")
                     continue
@@ -119,12 +120,12 @@ def _client(url: str, token: str, until: float, stats: Stats, seed: int) -> None
                 stats.error(f"{op}: HTTP {r.status_code}: {r.text[:200]}")
 
 
-def _audit(url: str, created: list[str], wait: float) -> tuple[int, int, float]:
+def _audit(url: str, token: str, created: list[str], wait: float) -> tuple[int, int, float]:
     """(lost, failed, seconds to drain): every accepted check must end done."""
     start = time.monotonic()
     pending = set(created)
     failed = 0
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
         while pending and time.monotonic() - start < wait:
             for check_id in list(pending):
                 r = http.get(f"/api/checks/{check_id}")
@@ -175,7 +176,7 @@ def main() -> int:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - started
-        lost, failed, drain = _audit(url, stats.created, args.drain)
+        lost, failed, drain = _audit(url, token, stats.created, args.drain)
     finally:
         if tmp is not None and stats.errors:
             tail = (Path(tmp.name) / "server.log").read_text(errors="replace")[-3000:]

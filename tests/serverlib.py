@@ -110,10 +110,17 @@ def submit(url: str, token: str | None, files: list[tuple[str, tuple[str, bytes]
     return httpx.post(f"{url}/api/checks", headers=headers, files=files, timeout=60)
 
 
-def wait_finished(url: str, check_id: str, timeout: float = 60.0) -> dict[str, Any]:
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_finished(url: str, check_id: str, token: str, timeout: float = 120.0, what: str = "checks") -> dict[str, Any]:
+    """Poll a check (or, with what="diffs", a diff) until it is done or failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        check: dict[str, Any] = httpx.get(f"{url}/api/checks/{check_id}", timeout=10).json()
+        r = httpx.get(f"{url}/api/{what}/{check_id}", headers=bearer(token), timeout=10)
+        assert r.status_code == 200, r.text
+        check: dict[str, Any] = r.json()
         if check["state"] in ("done", "failed"):
             return check
         time.sleep(0.05)

@@ -32,7 +32,7 @@ from nospy.ledger.storage import LogWriter, init_log
 from nospy.monitor import Monitor, follow
 from nospy.monitor.images import find_image
 from nospy.server.db import connect, migrate
-from serverlib import EXAMPLE_AGREEMENT, running
+from serverlib import EXAMPLE_AGREEMENT, bearer, new_token, running
 
 ORIGIN = "log.acme.example/rx200"
 TOKEN = "monitor-test-write-token"
@@ -277,25 +277,31 @@ def test_monitor_end_to_end(
     assert _run(["history", "no-such-product", "--data", str(setup.data)], capsys)[0] == 2
 
     # the web service shows the same history from the same database
+    token = new_token(setup.data, "reader")
+    auth = bearer(token)
     with running(setup.data) as web:
-        page = httpx.get(f"{web.url}/history", timeout=30)
+        # reads need a token: a page asks for a login, the API says 401
+        assert httpx.get(f"{web.url}/api/history/{PRODUCT}", timeout=30).status_code == 401
+        r = httpx.get(f"{web.url}/history", timeout=30)
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/history"
+        page = httpx.get(f"{web.url}/history", timeout=30, headers=auth)
         assert page.status_code == 200 and f'href="/history/{PRODUCT}"' in page.text
-        page = httpx.get(f"{web.url}/history/{PRODUCT}", timeout=30)
+        page = httpx.get(f"{web.url}/history/{PRODUCT}", timeout=30, headers=auth)
         assert page.status_code == 200
         assert page.text.count('<span class="badge fail">fail</span>') >= 4
         assert '<b class="new-failing">backdoors, services</b>' in page.text
         second = rows[1]["id"]
         assert f"/history/releases/{second}/diff.json" in page.text
-        diff = httpx.get(f"{web.url}/history/releases/{second}/diff.json", timeout=30).json()
+        diff = httpx.get(f"{web.url}/history/releases/{second}/diff.json", timeout=30, headers=auth).json()
         assert diff["new_failing"] == ["backdoors", "services"]
-        report = httpx.get(f"{web.url}/history/releases/{second}/report.json", timeout=30).json()
+        report = httpx.get(f"{web.url}/history/releases/{second}/report.json", timeout=30, headers=auth).json()
         assert report["target"]["sha256"] == sha256_file(images.backdoored)
-        html = httpx.get(f"{web.url}/history/releases/{second}/report.html", timeout=30)
+        html = httpx.get(f"{web.url}/history/releases/{second}/report.html", timeout=30, headers=auth)
         assert html.status_code == 200 and EXAMPLE_BACKDOOR in html.text
-        api = httpx.get(f"{web.url}/api/history/{PRODUCT}", timeout=30).json()
+        api = httpx.get(f"{web.url}/api/history/{PRODUCT}", timeout=30, headers=auth).json()
         assert [r["version"] for r in api] == ["1.0", "1.1", "1.2"]
-        assert httpx.get(f"{web.url}/history/nothing-here", timeout=30).status_code == 404
-        assert httpx.get(f"{web.url}/history/releases/999/diff.json", timeout=30).status_code == 404
+        assert httpx.get(f"{web.url}/history/nothing-here", timeout=30, headers=auth).status_code == 404
+        assert httpx.get(f"{web.url}/history/releases/999/diff.json", timeout=30, headers=auth).status_code == 404
 
 
 def test_first_release_failing_alerts(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:

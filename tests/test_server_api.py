@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from nospy import agreement as agr
 from nospy.keys import generate
-from serverlib import EXAMPLE_AGREEMENT, Server, new_token, running, submit, wait_finished
+from serverlib import EXAMPLE_AGREEMENT, Server, bearer, new_token, running, submit, wait_finished
 
 LIMIT = 256 * 1024
 
@@ -28,6 +29,10 @@ def token(server: Server) -> str:
     return new_token(server.data, "api-tests")
 
 
+def get(token: str, url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(url, headers=bearer(token), timeout=30, **kwargs)
+
+
 def _agreement() -> list[tuple[str, tuple[str, bytes]]]:
     return [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
 
@@ -37,7 +42,7 @@ def test_check_runs_and_every_report_format_is_served(server: Server, token: str
     assert r.status_code == 202, r.text
     created = r.json()
     assert created["state"] == "queued"
-    check = wait_finished(server.url, created["id"])
+    check = wait_finished(server.url, created["id"], token)
     assert check["state"] == "done" and check["agreement_id"] == "acme-rx200-in-2026"
     assert check["outcome"] == "not-checked" and check["summary"] == "8 not-checked"
     assert [v["status"] for v in check["verdicts"]] == ["not-checked"] * 8
@@ -52,16 +57,16 @@ def test_check_runs_and_every_report_format_is_served(server: Server, token: str
         "table": "text/plain; charset=utf-8",
     }
     for fmt, content_type in media.items():
-        resp = httpx.get(f"{server.url}{check['report']}", params={"format": fmt})
+        resp = get(token, f"{server.url}{check['report']}", params={"format": fmt})
         assert resp.status_code == 200 and resp.headers["content-type"] == content_type
-    report = httpx.get(f"{server.url}{check['report']}").json()
+    report = get(token, f"{server.url}{check['report']}").json()
     assert report["agreement"]["id"] == "acme-rx200-in-2026" and report["agreement"]["signed_by"] == []
-    page = httpx.get(f"{server.url}{check['page']}")
+    page = get(token, f"{server.url}{check['page']}")
     assert page.status_code == 200 and 'id="verdict-software"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    listed = httpx.get(f"{server.url}/api/checks", params={"state": "done"}).json()
+    listed = get(token, f"{server.url}/api/checks", params={"state": "done"}).json()
     assert created["id"] in [c["id"] for c in listed]
-    assert created["id"][:12] in httpx.get(server.url + "/").text
+    assert created["id"][:12] in get(token, server.url + "/").text
 
 
 def test_signed_agreement_is_verified_with_the_parties_keys(server: Server, token: str, tmp_path: Path) -> None:
@@ -74,26 +79,26 @@ def test_signed_agreement_is_verified_with_the_parties_keys(server: Server, toke
         ("keys", ("acme.vkey", f"{vendor.verifier}\n".encode())),
         ("keys", ("bharat.vkey", f"{customer.verifier}\n".encode())),
     ]
-    check = wait_finished(server.url, submit(server.url, token, files).json()["id"])
+    check = wait_finished(server.url, submit(server.url, token, files).json()["id"], token)
     assert check["state"] == "done"
-    report = httpx.get(f"{server.url}{check['report']}").json()
+    report = get(token, f"{server.url}{check['report']}").json()
     assert report["agreement"]["signed_by"] == [vendor.verifier.label, customer.verifier.label]
-    html = httpx.get(f"{server.url}{check['report']}", params={"format": "html"}).text
+    html = get(token, f"{server.url}{check['report']}", params={"format": "html"}).text
     assert vendor.verifier.label in html and customer.verifier.label in html
 
     # a party that did not sign: the check fails with the reason, it is not a pass
     stranger = generate("stranger.example")
     files[2] = ("keys", ("stranger.vkey", f"{stranger.verifier}\n".encode()))
-    failed = wait_finished(server.url, submit(server.url, token, files).json()["id"])
+    failed = wait_finished(server.url, submit(server.url, token, files).json()["id"], token)
     assert failed["state"] == "failed" and "stranger.example" in failed["error"]
     assert str(server.data) not in failed["error"]
-    assert httpx.get(f"{server.url}{failed['report']}").status_code == 409
+    assert get(token, f"{server.url}{failed['report']}").status_code == 409
 
 
 def test_writes_and_file_downloads_need_a_token(server: Server, token: str) -> None:
     assert submit(server.url, None, _agreement()).status_code == 401
     assert submit(server.url, "nospy_not-a-token", _agreement()).status_code == 401
-    check = wait_finished(server.url, submit(server.url, token, _agreement()).json()["id"])
+    check = wait_finished(server.url, submit(server.url, token, _agreement()).json()["id"], token)
     digest = check["files"][0]["sha256"]
     url = f"{server.url}/api/files/{digest}"
     assert httpx.get(url).status_code == 401
@@ -103,8 +108,31 @@ def test_writes_and_file_downloads_need_a_token(server: Server, token: str) -> N
     assert ok.headers["content-type"] == "application/octet-stream"
     missing = f"{server.url}/api/files/{'0' * 64}"
     assert httpx.get(missing, headers={"Authorization": f"Bearer {token}"}).status_code == 404
-    # the page shows download links only to a logged-in user
-    assert f'href="/api/files/{digest}"' not in httpx.get(f"{server.url}{check['page']}").text
+    assert f'href="/api/files/{digest}"' in get(token, f"{server.url}{check['page']}").text
+
+
+def test_reads_need_a_token_unless_the_server_opens_them(server: Server, token: str, tmp_path: Path) -> None:
+    check = wait_finished(server.url, submit(server.url, token, _agreement()).json()["id"], token)
+    for path in ("/api/checks", f"/api/checks/{check['id']}", check["report"], f"/api/diffs/{'a' * 32}"):
+        for headers in ({}, {"Authorization": "Bearer nospy_wrong"}):
+            r = httpx.get(f"{server.url}{path}", headers=headers)
+            assert r.status_code == 401 and "acme" not in r.text, path
+    for path in ("/", check["page"], f"/checks/{check['id']}/report.html", f"/diffs/{'a' * 32}"):
+        r = httpx.get(f"{server.url}{path}")
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}", path
+    # the transparency log is public by nature, and so is the health check
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+    data = tmp_path / "public"
+    writer = new_token(data, "writer")
+    with running(data, {"NOSPY_PUBLIC_READ": "1"}) as public:
+        opened = wait_finished(public.url, submit(public.url, writer, _agreement()).json()["id"], writer)
+        assert httpx.get(f"{public.url}/api/checks/{opened['id']}").json()["state"] == "done"
+        page = httpx.get(f"{public.url}{opened['page']}")
+        assert page.status_code == 200 and 'id="verdict-software"' in page.text
+        # downloads of uploaded files and writes still need a token
+        assert httpx.get(f"{public.url}/api/files/{opened['files'][0]['sha256']}").status_code == 401
+        assert submit(public.url, None, _agreement()).status_code == 401
 
 
 def test_no_request_path_reaches_the_file_system(server: Server, token: str) -> None:
@@ -114,7 +142,7 @@ def test_no_request_path_reaches_the_file_system(server: Server, token: str) -> 
         assert r.status_code in (404, 422), (path, r.status_code)
         assert b"root:" not in r.content
     files = [("agreement", ("../../../../tmp/evil\x00name.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
-    check = wait_finished(server.url, submit(server.url, token, files).json()["id"])
+    check = wait_finished(server.url, submit(server.url, token, files).json()["id"], token)
     # the last component only, for display (the client percent-encodes the NUL)
     assert check["files"][0]["name"] == "evil%00name.yaml"
     blobs = server.data / "blobs"
@@ -156,10 +184,12 @@ def test_untrusted_text_is_escaped_on_pages(server: Server, token: str) -> None:
         "title: No-backdoor agreement for ACME RX200 access routers", "title: <script>alert(1)</script>"
     )
     check = wait_finished(
-        server.url, submit(server.url, token, [("agreement", ("<img src=x>.yaml", hostile.encode()))]).json()["id"]
+        server.url,
+        submit(server.url, token, [("agreement", ("<img src=x>.yaml", hostile.encode()))]).json()["id"],
+        token,
     )
     for path in (check["page"], f"/checks/{check['id']}/report.html", "/"):
-        text = httpx.get(f"{server.url}{path}").text
+        text = get(token, f"{server.url}{path}").text
         assert "<script>alert(1)" not in text and "<img src=x>" not in text
 
 
@@ -176,8 +206,13 @@ def test_login_cookie_and_cross_site_posts(server: Server, token: str) -> None:
     with httpx.Client(base_url=server.url) as browser:
         assert browser.get("/checks/new").status_code == 303  # to the login page
         assert browser.post("/login", data={"token": "nospy_wrong"}).status_code == 401
-        r = browser.post("/login", data={"token": token})
-        assert r.status_code == 303
+        # after logging in, back to the page that asked for it, and never to another site
+        assert 'value="/checks"' in browser.get("/login", params={"next": "/checks"}).text
+        for elsewhere in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+            assert 'name="next" value="/"' in browser.get("/login", params={"next": elsewhere}).text
+        r = browser.post("/login", data={"token": token, "next": "/api/checks"})
+        assert r.status_code == 303 and r.headers["location"] == "/api/checks"
+        assert browser.get("/api/checks").status_code == 200  # the cookie authorises reads
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert browser.get("/checks/new").status_code == 200
@@ -186,29 +221,37 @@ def test_login_cookie_and_cross_site_posts(server: Server, token: str) -> None:
             [("agreement", "agreement.yaml", EXAMPLE_AGREEMENT.read_bytes())]
             + [(n, "", b"") for n in ("keys", "firmware", "traffic", "inventory", "infrastructure", "log")]
         )
-        form = {"Content-Type": "multipart/form-data; boundary=----nospyform"}
+        form = {"Content-Type": "multipart/form-data; boundary=----nospyform", "Origin": server.url}
         r = browser.post("/checks/new", content=body, headers=form)
         assert r.status_code == 303 and r.headers["location"].startswith("/checks/")
-        # the same post started from another site's page is not authorised
-        evil = browser.post("/checks/new", content=body, headers={**form, "Origin": "http://evil.example"})
-        assert evil.status_code == 303 and evil.headers["location"] == "/login"
-        check = wait_finished(server.url, r.headers["location"].rsplit("/", 1)[1])
+        # the same post started from another site's page, or from nowhere said, is not authorised
+        for origin in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {}):
+            headers = {"Content-Type": form["Content-Type"], **origin}
+            evil = browser.post("/checks/new", content=body, headers=headers)
+            assert evil.status_code == 303 and evil.headers["location"] == "/login", origin
+        referred = {"Content-Type": form["Content-Type"], "Referer": f"{server.url}/checks/new"}
+        assert browser.post("/checks/new", content=body, headers=referred).headers["location"].startswith("/checks/")
+        check = wait_finished(server.url, r.headers["location"].rsplit("/", 1)[1], token)
         assert check["state"] == "done"
         page = browser.get(check["page"]).text
         assert f'href="/api/files/{check["files"][0]["sha256"]}"' in page
         assert browser.post("/logout").status_code == 303
         assert browser.get("/checks/new").status_code == 303
+        assert browser.get(check["page"]).status_code == 303 and browser.get("/api/checks").status_code == 401
 
 
-def test_unknown_check_and_malformed_ids(server: Server) -> None:
-    assert httpx.get(f"{server.url}/api/checks/{'a' * 32}").status_code == 404
-    assert httpx.get(f"{server.url}/api/checks/not-an-id").status_code == 422
-    assert httpx.get(f"{server.url}/checks/{'a' * 32}").status_code == 404
+def test_unknown_check_and_malformed_ids(server: Server, token: str) -> None:
+    assert get(token, f"{server.url}/api/checks/{'a' * 32}").status_code == 404
+    assert get(token, f"{server.url}/api/checks/not-an-id").status_code == 422
+    assert get(token, f"{server.url}/checks/{'a' * 32}").status_code == 404
+    assert get(token, f"{server.url}/api/diffs/{'a' * 32}").status_code == 404
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert set(spec["paths"]) == {
         "/api/checks",
         "/api/checks/{check_id}",
         "/api/checks/{check_id}/report",
+        "/api/diffs",
+        "/api/diffs/{diff_id}",
         "/api/files/{sha256}",
         "/api/history",
         "/api/history/{product}",

@@ -57,11 +57,15 @@ def test_upload_watch_progress_and_read_the_verdicts(browser: object, tmp_path: 
     token = new_token(data, "browser")
     with running(data) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # reading needs a login: the list of checks sends the browser to the login form and back
         page.goto(server.url + "/")
-        page.click("#nav-login")
+        assert page.url == f"{server.url}/login?next=/"
         page.fill("#token", token)
         page.click("#login")
         expect(page.locator("nav")).to_contain_text("signed in as browser")
+        assert page.url == f"{server.url}/"
+        cookie = next(c for c in page.context.cookies() if c["name"] == "nospy_token")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
         # checks already in the queue keep ours waiting long enough to see it progress
         queue = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
@@ -92,5 +96,8 @@ def test_upload_watch_progress_and_read_the_verdicts(browser: object, tmp_path: 
 
         page.goto(server.url + "/")
         expect(page.locator("#checks tbody tr")).to_have_count(81)
+        page.click("nav button")  # log out: the checks are out of reach again
+        page.goto(server.url + "/")
+        assert "/login" in page.url
         page.close()
     assert (shots / "verdicts.png").stat().st_size > 10_000

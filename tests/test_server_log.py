@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +14,10 @@ from pathlib import Path
 import httpx
 
 from nospy import keys
+from nospy.ledger.checkpoint import CosignerKey
 from nospy.ledger.release import entry_bytes, make_release
 from nospy.ledger.storage import LogWriter, init_log
+from nospy.ledger.witness import Witness
 from serverlib import running
 
 ORIGIN = "log.example/releases"
@@ -40,7 +45,7 @@ def test_checkpoint_entries_and_verified_entry(tmp_path: Path) -> None:
     root, vkey, _, signers = _log(tmp_path, 60)
     env = {"NOSPY_LOG": str(root), "NOSPY_LOG_KEY": str(vkey)}
     with running(tmp_path / "data", env) as server:
-        index = httpx.get(f"{server.url}/", timeout=10)
+        index = httpx.get(f"{server.url}/login", timeout=10)
         assert 'href="/log"' in index.text
         first = httpx.get(f"{server.url}/log", timeout=30)
         assert first.status_code == 200
@@ -88,7 +93,7 @@ def test_tampered_entry_fails_its_proof(tmp_path: Path) -> None:
 def test_no_log_configured_and_log_without_key(tmp_path: Path) -> None:
     with running(tmp_path / "data") as server:
         assert httpx.get(f"{server.url}/log", timeout=10).status_code == 404
-        assert 'href="/log"' not in httpx.get(f"{server.url}/", timeout=10).text
+        assert 'href="/log"' not in httpx.get(f"{server.url}/login", timeout=10).text
     out = subprocess.run(
         [sys.executable, "-m", "nospy", "serve", "--data", str(tmp_path / "d"), "--log", str(tmp_path)],
         capture_output=True,
@@ -97,3 +102,53 @@ def test_no_log_configured_and_log_without_key(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2 and "give both or neither" in out.stderr
+
+
+def test_cosignatures_are_verified_against_the_witness_keys(tmp_path: Path) -> None:
+    """A real witness (tlog-witness add-checkpoint) cosigns the checkpoint; the page verifies each
+    cosignature by the witness keys given to the server."""
+    root, vkey, _, _ = _log(tmp_path, 3)
+    log_key = keys.parse_verifier_key(vkey.read_text())
+    note = (root / "checkpoint").read_text()
+    good, forged, stranger = (keys.generate(f"witness.example/{n}") for n in ("w1", "w2", "w3"))
+    lines = []
+    for witness_key in (good, forged, stranger):
+        witness = Witness(witness_key, [log_key], tmp_path / f"{witness_key.name.rsplit('/', 1)[1]}.json")
+        answer = witness.add_checkpoint(b"old 0\n\n" + note.encode())
+        assert answer.status == 200, answer.body
+        lines.append(answer.body.decode())
+    # w2's cosignature with one byte of its signature changed: same key ID, signature does not verify
+    name, blob = lines[1].rstrip("\n").split(" ")[1:]
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    lines[1] = f"\u2014 {name} {base64.b64encode(bytes(raw)).decode()}\n"
+    (root / "checkpoint").write_text(note + "".join(lines))
+    witness_files = []
+    for witness_key in (good, forged):  # w3 is not given to the server
+        path = tmp_path / f"{witness_key.name.rsplit('/', 1)[1]}.cosigner.vkey"
+        path.write_text(f"{CosignerKey.from_verifier(witness_key.verifier)}\n")
+        witness_files.append(str(path))
+    env = {"NOSPY_LOG": str(root), "NOSPY_LOG_KEY": str(vkey), "NOSPY_WITNESS_KEYS": os.pathsep.join(witness_files)}
+    with running(tmp_path / "data", env) as server:
+        r = httpx.get(f"{server.url}/log", timeout=30)
+        assert r.status_code == 200
+        rows = re.findall(r'<tr class="cosig"><td><code>([^<]+)</code>.*?data-status="([^"]+)"', r.text, re.S)
+        assert [(n, html.unescape(s)) for n, s in rows] == [
+            ("witness.example/w1", "verified"),
+            ("witness.example/w2", "bad signature"),
+            ("witness.example/w3", "unknown key"),
+        ]
+        assert "cosignature by witness.example/w2 does not verify" in r.text
+        assert "Checked against 2 witness keys" in r.text
+    # a witness key file that is not a key stops the server at start, with the reason
+    bad = tmp_path / "bad.vkey"
+    bad.write_text("not a key\n")
+    args = ["--data", str(tmp_path / "d2"), "--log", str(root), "--log-key", str(vkey), "--witness-key", str(bad)]
+    out = subprocess.run(
+        [sys.executable, "-m", "nospy", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2 and "bad.vkey" in out.stderr and "Traceback" not in out.stderr

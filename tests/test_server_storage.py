@@ -18,9 +18,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 
 from nospy.server.db import Base, Check, File, State, connect, migrate
-from nospy.server.jobs import recover, run_one
+from nospy.server.jobs import ProcessRunner, recover, run_one
 from nospy.server.store import BlobStore
-from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, new_token, running, submit, wait_finished
+from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, bearer, new_token, running, submit, wait_finished
 
 
 def _schema_diff(url: str) -> list[object]:
@@ -96,9 +96,9 @@ def test_checks_survive_a_server_crash(tmp_path: Path) -> None:
     assert _states(data / "nospy.db")[interrupted[0]] == "running"  # the crash left it mid-run
 
     with running(data) as restarted:
-        finished = [wait_finished(restarted.url, i) for i in ids]
+        finished = [wait_finished(restarted.url, i, token) for i in ids]
         assert [c["state"] for c in finished] == ["done"] * len(ids)
-        again = httpx.get(f"{restarted.url}/api/checks/{interrupted[0]}").json()
+        again = httpx.get(f"{restarted.url}/api/checks/{interrupted[0]}", headers=bearer(token)).json()
         texts = [e["text"] for e in again["events"]]
         assert "interrupted by a server restart during run 1; queued again" in texts
         assert again["attempts"] == 2 and again["summary"] == "8 not-checked"
@@ -124,7 +124,7 @@ def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -
     with running(data, {"NOSPY_DATABASE_URL": postgres.url}) as server:
         r = submit(server.url, token, [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))])
         assert r.status_code == 202
-        check = wait_finished(server.url, r.json()["id"])
+        check = wait_finished(server.url, r.json()["id"], token)
         assert check["state"] == "done" and check["summary"] == "8 not-checked"
         assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
     assert not (data / "nospy.db").exists()  # nothing went to SQLite
@@ -145,7 +145,8 @@ def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path:
             s.add(c)
 
     queue("a" * 32, [("agreement", "agreement.yaml", agreement), ("log", "router.tlog-proof", image)])
-    assert run_one(sessions, store) == "a" * 32
+    runner = ProcessRunner(time_limit=600)
+    assert run_one(sessions, store, runner) == "a" * 32
     with sessions() as s:
         c = s.get(Check, "a" * 32)
         assert c is not None and c.state == "failed"
@@ -155,11 +156,12 @@ def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path:
     # a stored file that changed on disk is refused, not checked
     store.path(agreement).write_bytes(EXAMPLE_AGREEMENT.read_bytes().replace(b"IN", b"SG"))
     queue("b" * 32, [("agreement", "agreement.yaml", agreement)])
-    assert run_one(sessions, store) == "b" * 32
+    assert run_one(sessions, store, runner) == "b" * 32
     with sessions() as s:
         c = s.get(Check, "b" * 32)
         assert c is not None and c.state == "failed" and c.error == f"stored file {agreement} has changed on disk"
-    assert run_one(sessions, store) is None  # queue empty
+    assert run_one(sessions, store, runner) is None  # queue empty
+    runner.close()
     engine.dispose()
 
 
@@ -169,8 +171,52 @@ def test_several_workers_never_run_one_check_twice(tmp_path: Path) -> None:
     with running(data, {"NOSPY_WORKERS": "3"}) as server:
         files = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
         ids = [submit(server.url, token, files).json()["id"] for _ in range(15)]
-        finished = [wait_finished(server.url, i) for i in ids]
+        finished = [wait_finished(server.url, i, token) for i in ids]
     assert {c["state"] for c in finished} == {"done"}
     for c in finished:
         assert c["attempts"] == 1
         assert [e["text"] for e in c["events"]].count("started") == 1
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (spawned by multiprocessing), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def test_a_hung_or_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A check that overruns the time limit is stopped and failed; a worker process that dies fails
+    only its check; the next check runs in a new worker process."""
+    data = tmp_path / "serve"
+    token = new_token(data, "limits")
+    endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(4000))
+    slow = EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
+    small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+    with running(data, {"NOSPY_TIME_LIMIT": "5"}) as server:
+        assert server.proc is not None
+        hung = wait_finished(
+            server.url, submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"], token
+        )
+        assert hung["state"] == "failed"
+        assert hung["error"] == "stopped after the time limit of 5 s (the worker process was killed)"
+        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        assert after["state"] == "done", after["error"]
+
+        crashed = submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"]
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/api/checks/{crashed}", headers=bearer(token)).json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (worker,) = _workers(server.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        failed = wait_finished(server.url, crashed, token)
+        assert failed["state"] == "failed"
+        assert failed["error"] == "the worker process died (killed by SIGKILL); the server goes on"
+        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        assert after["state"] == "done", after["error"]
+        assert _workers(server.proc.pid) != [worker]

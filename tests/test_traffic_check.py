@@ -177,7 +177,7 @@ def test_served_check_with_a_capture(shared: Path, tmp_path: Path) -> None:
         ]
         r = submit(server.url, token, files)
         assert r.status_code == 202, r.text
-        done = wait_finished(server.url, r.json()["id"])
+        done = wait_finished(server.url, r.json()["id"], token)
     assert done["state"] == "done", done
     verdicts = {v["clause"]: v["status"] for v in done["verdicts"]}
     assert verdicts["data"] == "fail" and verdicts["endpoints"] == "fail"

@@ -25,6 +25,19 @@ def serve(
     log_key: Path | None = typer.Option(
         None, "--log-key", help="The log's verifier key (.vkey); needed with --log (env NOSPY_LOG_KEY)."
     ),
+    witness_key: list[Path] = typer.Option(
+        [],
+        "--witness-key",
+        help="A witness's cosigner key; /log verifies the checkpoint's cosignatures by these (repeatable).",
+    ),
+    public_read: bool = typer.Option(
+        False,
+        "--public-read",
+        help="Let anyone who reaches the server read checks, reports and diffs (default: a token is needed).",
+    ),
+    time_limit: float | None = typer.Option(
+        None, "--time-limit", help="Seconds a check or diff may run before it is failed (env NOSPY_TIME_LIMIT)."
+    ),
     new_token: str | None = typer.Option(
         None, "--new-token", metavar="NAME", help="Create an API token named NAME, print it once, and exit."
     ),
@@ -43,7 +56,15 @@ def serve(
     from nospy.server.db import connect, migrate  # noqa: PLC0415
 
     try:
-        settings = Settings.from_env(data_dir=data, database_url=database_url, log=log, log_key=log_key)
+        settings = Settings.from_env(
+            data_dir=data,
+            database_url=database_url,
+            log=log,
+            log_key=log_key,
+            witness_keys=tuple(witness_key),
+            public_read=public_read or None,
+            time_limit=time_limit,
+        )
     except ValidationError as exc:
         err_console.print(f"[red]error:[/] {exc.errors(include_url=False)[0]['msg']}")
         raise typer.Exit(2) from None
@@ -62,6 +83,6 @@ def serve(
         finally:
             engine.dispose()
         return
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who reaches it can read the checks")
+    if settings.public_read and host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] public reads on {host}: anyone who reaches it can read the checks")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", workers=1)

@@ -1,9 +1,10 @@
 """``nospy serve``: the web service evaluation teams use (FastAPI, server-rendered pages).
 
-Upload an agreement and evidence, run the check as a background job with live progress, browse
-checks, verdicts and findings with their evidence. Storage is SQLAlchemy (SQLite by default,
-PostgreSQL when ``NOSPY_DATABASE_URL`` says so) with Alembic migrations; uploaded files are kept
-content-addressed on disk. Writes and evidence downloads need an API token.
+Upload an agreement and evidence, run the check as a background job (in a worker process) with
+live progress, browse checks, verdicts and findings with their evidence, and the diff of two
+checks' firmware images. Storage is SQLAlchemy (SQLite by default, PostgreSQL when
+``NOSPY_DATABASE_URL`` says so) with Alembic migrations; uploaded files are kept content-addressed
+on disk. Reads, writes and evidence downloads need an API token (reads not with ``public_read``).
 
 One server process per database: at start-up it takes over the checks a previous process left
 running (see `nospy.server.jobs.recover`).

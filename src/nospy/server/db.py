@@ -32,6 +32,7 @@ __all__ = [
     "Analysis",
     "Base",
     "Check",
+    "Diff",
     "Event",
     "File",
     "MonitorAlert",
@@ -214,6 +215,28 @@ class MonitorAlert(Base):
     delivered: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Diff(Base):
+    """What changed between two uploaded firmware images (`nospy.firmware.diff`), computed once per
+    pair of images: its id is derived from the two images' SHA-256, and its result never changes."""
+
+    __tablename__ = "diffs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+    created_by: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default=State.QUEUED.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[str] = mapped_column(Text, default="")
+    old_check: Mapped[str] = mapped_column(String(32))  # the checks the images were first compared from
+    new_check: Mapped[str] = mapped_column(String(32))
+    old_name: Mapped[str] = mapped_column(String(255))
+    new_name: Mapped[str] = mapped_column(String(255))
+    old_sha256: Mapped[str] = mapped_column(String(64))
+    new_sha256: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    result_json: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]

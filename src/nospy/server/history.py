@@ -3,7 +3,8 @@ and each release's stored report and change (clause transitions, new findings, f
 
 A router of its own (included by `nospy.server.app.create_app`), with its own templates; it reads
 what the monitor wrote (`nospy.monitor.history`) and changes nothing. Like the check pages, it is
-readable by anyone who reaches the server.
+read only by users with a token, unless the server was started with public reads (``create_app``
+includes it under the same reader dependency).
 """
 
 from __future__ import annotations

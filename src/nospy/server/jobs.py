@@ -1,92 +1,74 @@
-"""Checks as background jobs: a queue in the database, worker threads, and recovery after a restart.
+"""Checks and image diffs as background jobs: a queue in the database, supervisor threads in the
+server, and the work itself in worker processes.
 
-A check's state lives only in the database (queued -> running -> done | failed), so nothing is lost
-when the server stops: at start-up `recover` puts every check a previous process left ``running``
-back in the queue (the inputs are immutable blobs, so running it again gives the same report), or
-fails it once it has been interrupted ``max_attempts`` times, so a check that kills the server
-cannot do so forever. Workers claim a check with a conditional UPDATE, so two never run the same one.
+A job's state lives only in the database (queued -> running -> done | failed), so nothing is lost
+when the server stops: at start-up `recover` puts every job a previous process left ``running``
+back in the queue (the inputs are immutable blobs, so running it again gives the same result), or
+fails it once it has been interrupted ``max_attempts`` times, so a job that kills the server cannot
+do so forever. Supervisors claim a job with a conditional UPDATE, so two never run the same one.
+
+The work (re-hashing the blobs, unpacking images, parsing captures) runs in a separate process per
+supervisor (`ProcessRunner`, started with ``spawn``), which never touches the database: it gets
+blob digests, sends progress lines and one result back over a pipe, and the supervisor writes them.
+So a hostile input that crashes or hangs its worker fails that one job (a hang after the time
+limit), the server goes on answering, and parsing does not hold the server's GIL.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from nospy import agreement as agr
 from nospy.errors import NospyError
-from nospy.evidence import Kind, build_sources
-from nospy.findings import Report, Status, Target
-from nospy.keys import read_verifier_key
-from nospy.server.db import Check, Event, State, now
+from nospy.findings import Report, Status
+from nospy.server.db import Check, Diff, Event, State, now
 from nospy.server.store import BlobStore
-from nospy.verify import check as run_check
 
-__all__ = ["Worker", "recover", "run_one"]
+__all__ = ["JobStoppedError", "ProcessRunner", "Worker", "recover", "run_one"]
 
 log = logging.getLogger("nospy.server")
 
-
-def _event(session: Session, check_id: str, text: str) -> None:
-    session.add(Event(check_id=check_id, text=text[:2000]))
-    session.execute(update(Check).where(Check.id == check_id).values(progress=text[:2000], updated=now()))
-
-
-def recover(sessions: sessionmaker[Session], max_attempts: int) -> list[str]:
-    """Requeue or fail the checks a previous server process left running; return their ids."""
-    with sessions.begin() as session:
-        stuck = session.scalars(select(Check).where(Check.state == State.RUNNING.value)).all()
-        for c in stuck:
-            if c.attempts >= max_attempts:
-                c.state = State.FAILED.value
-                c.error = f"interrupted by a server restart {c.attempts} times; not run again"
-                _event(session, c.id, c.error)
-            else:
-                c.state = State.QUEUED.value
-                _event(session, c.id, f"interrupted by a server restart during run {c.attempts}; queued again")
-        return [c.id for c in stuck]
+Progress = Callable[[str], None]
+# (role, name as uploaded, sha256) of each file of a check
+FileSpec = tuple[str, str, str]
 
 
-def _claim(sessions: sessionmaker[Session]) -> str | None:
-    with sessions.begin() as session:
-        candidate = session.scalars(
-            select(Check.id).where(Check.state == State.QUEUED.value).order_by(Check.created).limit(1)
-        ).first()
-        if candidate is None:
-            return None
-        claimed = session.execute(
-            update(Check)
-            .where(Check.id == candidate, Check.state == State.QUEUED.value)
-            .values(state=State.RUNNING.value, attempts=Check.attempts + 1, updated=now())
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # another worker took it first
-            return None
-        _event(session, candidate, "started")
-        return candidate
+# ---- the work, in a worker process: blobs in, JSON out, no database --------------------------------------
 
 
-def _summary(report: Report) -> tuple[str, str]:
-    counts = Counter(v.status for v in report.verdicts)
-    summary = ", ".join(f"{counts[s]} {s.value}" for s in Status if counts[s])
-    if counts[Status.FAIL]:
-        return summary, Status.FAIL.value
-    return summary, (Status.NOT_CHECKED if counts[Status.NOT_CHECKED] else Status.PASS).value
+def _named(text: str, names: dict[str, str]) -> str:
+    # messages and reports name the files as uploaded, not the blob store's paths
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
 
 
-def _execute(sessions: sessionmaker[Session], store: BlobStore, check_id: str) -> Report:
-    def progress(text: str) -> None:
-        with sessions.begin() as session:
-            _event(session, check_id, text)
+def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> str:
+    """Run a check on the stored files; its report as JSON."""
+    # the stage stack loads in the worker process only
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.evidence import Kind, build_sources  # noqa: PLC0415
+    from nospy.findings import Target  # noqa: PLC0415
+    from nospy.keys import read_verifier_key  # noqa: PLC0415
+    from nospy.verify import check as run_check  # noqa: PLC0415
 
-    with sessions() as session:
-        c = session.get(Check, check_id)
-        if c is None:  # claimed just now: only a hand-edited database gets here
-            raise NospyError(f"check {check_id} vanished from the database")
-        files = [(f.role, f.name, f.sha256) for f in c.files]
+    store = BlobStore(Path(blob_root))
     names: dict[str, str] = {}
     agreement_path: Path | None = None
     keys: list[Path] = []
@@ -103,14 +85,6 @@ def _execute(sessions: sessionmaker[Session], store: BlobStore, check_id: str) -
             evidence.setdefault(Kind(role).value, []).append(path)
     if agreement_path is None:
         raise NospyError("the check has no agreement")
-
-    def named(exc: NospyError) -> NospyError:
-        # messages name the file as uploaded, not the blob store's path
-        text = str(exc)
-        for path, name in names.items():
-            text = text.replace(path, name)
-        return type(exc)(text)
-
     try:
         signed_by: list[str] = []
         if keys:
@@ -121,53 +95,301 @@ def _execute(sessions: sessionmaker[Session], store: BlobStore, check_id: str) -
         else:
             progress("no party's key given: the agreement's signatures are not verified")
             parsed = agr.load(agreement_path)
-        with sessions.begin() as session:
-            session.execute(update(Check).where(Check.id == check_id).values(agreement_id=parsed.id))
         sources = build_sources(evidence)
         target = Target(path=names[str(agreement_path)], sha256=agreement_path.name)
-        return run_check(parsed, sources, target, signed_by, progress=progress)
+        report = run_check(parsed, sources, target, signed_by, progress=progress)
     except NospyError as exc:
-        raise named(exc) from None
+        raise type(exc)(_named(str(exc), names)) from None
+    return report.model_dump_json(exclude_none=True)
 
 
-def run_one(sessions: sessionmaker[Session], store: BlobStore) -> str | None:
-    """Claim one queued check and run it to done or failed; return its id (None: queue empty)."""
-    check_id = _claim(sessions)
-    if check_id is None:
-        return None
-    state, error = State.FAILED, None
-    report_json: str | None = None
-    summary: str | None = None
-    outcome: str | None = None
+def compute_diff(blob_root: str, old: tuple[str, str], new: tuple[str, str], progress: Progress) -> str:
+    """`nospy.firmware.diff` of two stored images, each given as (name, sha256); the result as JSON."""
+    from nospy.firmware.diff import diff_reports  # noqa: PLC0415
+    from nospy.firmware.scan import scan_report  # noqa: PLC0415
+
+    store = BlobStore(Path(blob_root))
+    paths: list[Path] = []
+    names: dict[str, str] = {}
+    for name, digest in (old, new):
+        progress(f"verifying firmware {name} (sha256 {digest[:12]}…)")
+        paths.append(store.verify(digest))
+        names[str(paths[-1])] = name
     try:
-        report = _execute(sessions, store, check_id)
+        reports = []
+        for path in paths:
+            progress(f"scanning {names[str(path)]}")
+            reports.append(scan_report(path, progress=progress))
+        progress("comparing files, inventory and findings")
+        result = diff_reports(paths[0], paths[1], reports[0], reports[1])
     except NospyError as exc:
-        error = str(exc)
-    except Exception as exc:  # a bug in a source must fail its check, not the worker thread
-        log.exception("check %s", check_id)
-        error = f"internal error: {type(exc).__name__}: {exc}"
-    else:
-        state, report_json = State.DONE, report.model_dump_json(exclude_none=True)
-        summary, outcome = _summary(report)
+        raise type(exc)(_named(str(exc), names)) from None
+    # blob paths contain only [a-z0-9/._-]: replacing them in the JSON text cannot break its syntax
+    return _named(result.model_dump_json(), {p: json.dumps(n)[1:-1] for p, n in names.items()})
+
+
+_COMPUTE: dict[str, Callable[..., str]] = {"check": compute_check, "diff": compute_diff}
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when the server dies (prctl PR_SET_PDEATHSIG), so a worker
+    left behind by a crashed server does not go on running a hung job."""
+    if sys.platform != "linux":
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before the request took effect
+        os._exit(0)
+
+
+def _worker_main(conn: Connection, parent: int) -> None:
+    """A worker process: run jobs sent over ``conn`` one after another until the pipe closes."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us
+    # the stack is loaded before the first job, so a job's time limit does not count the imports
+    from nospy import agreement  # noqa: F401, PLC0415
+    from nospy.evidence import build_sources  # noqa: PLC0415
+    from nospy.firmware import diff, scan  # noqa: F401, PLC0415
+    from nospy.verify import check  # noqa: F401, PLC0415
+
+    build_sources({})  # imports every evidence source
+
+    conn.send(("ready", ""))
+    while True:
+        try:
+            kind, args = conn.recv()
+        except EOFError:
+            return
+
+        def progress(text: str) -> None:
+            conn.send(("progress", text))
+
+        try:
+            conn.send(("result", _COMPUTE[kind](*args, progress=progress)))
+        except NospyError as exc:
+            conn.send(("error", str(exc)))
+        except Exception as exc:  # a bug in a source must fail its job, not the worker
+            log.exception("%s job", kind)
+            conn.send(("error", f"internal error: {type(exc).__name__}: {exc}"))
+
+
+class JobStoppedError(Exception):
+    """The server is stopping: the job stays ``running`` in the database and is resumed at the next start."""
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class ProcessRunner:
+    """One worker process, reused job after job; killed and replaced when a job overruns the time
+    limit, and replaced when it dies."""
+
+    def __init__(self, time_limit: float | None = None, stopping: threading.Event | None = None) -> None:
+        self.time_limit = time_limit
+        self._stopping = stopping or threading.Event()
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> Connection:
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, args=(theirs, os.getpid()), name="nospy-worker", daemon=True)
+        proc.start()
+        theirs.close()
+        with self._lock:
+            self._proc, self._conn = proc, ours
+        # the imports take a few seconds on a busy machine; a worker that never gets ready is broken
+        deadline = time.monotonic() + 300
+        while not ours.poll(0.5):
+            if self._stopping.is_set():
+                self.close()
+                raise JobStoppedError
+            if not proc.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise NospyError(f"the worker process did not start ({_death(proc.exitcode)})")
+        try:
+            ours.recv()
+        except EOFError:
+            self.close()
+            raise NospyError(f"the worker process did not start ({_death(proc.exitcode)})") from None
+        return ours
+
+    def close(self) -> None:
+        """Kill the worker process (the next job starts a new one)."""
+        with self._lock:
+            proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if proc is not None:
+            proc.kill()
+            proc.join(10)
+        if conn is not None:
+            conn.close()
+
+    def run(self, kind: str, args: tuple[Any, ...], progress: Progress) -> tuple[bool, str]:
+        """Run one job: (True, result JSON) or (False, why it failed). `JobStoppedError` when stopping."""
+        conn = self._conn if self._conn is not None and self._proc and self._proc.is_alive() else None
+        if conn is None:
+            self.close()
+            try:
+                conn = self._start()
+            except NospyError as exc:
+                return False, str(exc)
+        conn.send((kind, args))
+        deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
+        while True:
+            if self._stopping.is_set():
+                self.close()
+                raise JobStoppedError
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait <= 0:
+                self.close()
+                return False, f"stopped after the time limit of {self.time_limit:g} s (the worker process was killed)"
+            try:
+                if not conn.poll(wait):
+                    continue
+                tag, text = conn.recv()
+            except (EOFError, OSError):
+                proc = self._proc
+                if self._stopping.is_set():
+                    self.close()
+                    raise JobStoppedError from None
+                if proc is not None:
+                    proc.join(10)
+                code = proc.exitcode if proc is not None else None
+                self.close()
+                return False, f"the worker process died ({_death(code)}); the server goes on"
+            if tag == "progress":
+                progress(text)
+            else:
+                return tag == "result", text
+
+
+# ---- the queue: claims, recovery and results, in the server process ---------------------------------------
+
+
+def _event(session: Session, check_id: str, text: str) -> None:
+    session.add(Event(check_id=check_id, text=text[:2000]))
+    session.execute(update(Check).where(Check.id == check_id).values(progress=text[:2000], updated=now()))
+
+
+def recover(sessions: sessionmaker[Session], max_attempts: int) -> list[str]:
+    """Requeue or fail the checks and diffs a previous server process left running; return their ids."""
     with sessions.begin() as session:
-        session.execute(
-            update(Check)
-            .where(Check.id == check_id)
-            .values(state=state.value, error=error, report_json=report_json, summary=summary, outcome=outcome)
+        stuck = session.scalars(select(Check).where(Check.state == State.RUNNING.value)).all()
+        for c in stuck:
+            if c.attempts >= max_attempts:
+                c.state = State.FAILED.value
+                c.error = f"interrupted by a server restart {c.attempts} times; not run again"
+                _event(session, c.id, c.error)
+            else:
+                c.state = State.QUEUED.value
+                _event(session, c.id, f"interrupted by a server restart during run {c.attempts}; queued again")
+        diffs = session.scalars(select(Diff).where(Diff.state == State.RUNNING.value)).all()
+        for d in diffs:
+            if d.attempts >= max_attempts:
+                d.state = State.FAILED.value
+                d.error = d.progress = f"interrupted by a server restart {d.attempts} times; not run again"
+            else:
+                d.state, d.progress = State.QUEUED.value, "interrupted by a server restart; queued again"
+        return [c.id for c in stuck] + [d.id for d in diffs]
+
+
+def _claim(sessions: sessionmaker[Session], model: type[Check] | type[Diff]) -> str | None:
+    with sessions.begin() as session:
+        candidate = session.scalars(
+            select(model.id).where(model.state == State.QUEUED.value).order_by(model.created).limit(1)
+        ).first()
+        if candidate is None:
+            return None
+        claimed = session.execute(
+            update(model)
+            .where(model.id == candidate, model.state == State.QUEUED.value)
+            .values(state=State.RUNNING.value, attempts=model.attempts + 1, updated=now(), progress="started")
         )
-        _event(session, check_id, f"failed: {error}" if error else f"done: {summary}")
-    return check_id
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # another worker took it first
+            return None
+        if model is Check:
+            _event(session, candidate, "started")
+        return candidate
+
+
+def _summary(report: Report) -> tuple[str, str]:
+    counts = Counter(v.status for v in report.verdicts)
+    summary = ", ".join(f"{counts[s]} {s.value}" for s in Status if counts[s])
+    if counts[Status.FAIL]:
+        return summary, Status.FAIL.value
+    return summary, (Status.NOT_CHECKED if counts[Status.NOT_CHECKED] else Status.PASS).value
+
+
+def _run_check(sessions: sessionmaker[Session], store: BlobStore, runner: ProcessRunner, check_id: str) -> None:
+    def progress(text: str) -> None:
+        with sessions.begin() as session:
+            _event(session, check_id, text)
+
+    with sessions() as session:
+        check = session.scalars(select(Check).where(Check.id == check_id)).one()
+        files = [(f.role, f.name, f.sha256) for f in check.files]
+    ok, text = runner.run("check", (str(store.root), files), progress)
+    values: dict[str, Any] = {"state": State.FAILED.value, "error": text}
+    if ok:
+        report = Report.model_validate_json(text)
+        summary, outcome = _summary(report)
+        values = {"state": State.DONE.value, "report_json": text, "summary": summary, "outcome": outcome}
+        values["agreement_id"] = report.agreement.id if report.agreement else None
+    with sessions.begin() as session:
+        session.execute(update(Check).where(Check.id == check_id).values(**values))
+        _event(session, check_id, f"done: {values['summary']}" if ok else f"failed: {text}")
+
+
+def _run_diff(sessions: sessionmaker[Session], store: BlobStore, runner: ProcessRunner, diff_id: str) -> None:
+    def progress(text: str) -> None:
+        with sessions.begin() as session:
+            session.execute(update(Diff).where(Diff.id == diff_id).values(progress=text[:2000], updated=now()))
+
+    with sessions() as session:
+        d = session.scalars(select(Diff).where(Diff.id == diff_id)).one()
+        old, new = (d.old_name, d.old_sha256), (d.new_name, d.new_sha256)
+    ok, text = runner.run("diff", (str(store.root), old, new), progress)
+    values = {"state": State.DONE.value, "result_json": text, "progress": "done"}
+    if not ok:
+        values = {"state": State.FAILED.value, "error": text, "progress": f"failed: {text}"[:2000]}
+    with sessions.begin() as session:
+        session.execute(update(Diff).where(Diff.id == diff_id).values(**values))
+
+
+def run_one(sessions: sessionmaker[Session], store: BlobStore, runner: ProcessRunner) -> str | None:
+    """Claim one queued check (or else one diff) and run it to done or failed in ``runner``'s worker
+    process; return its id (None: both queues empty). `JobStoppedError` leaves it running."""
+    check_id = _claim(sessions, Check)
+    if check_id is not None:
+        _run_check(sessions, store, runner, check_id)
+        return check_id
+    diff_id = _claim(sessions, Diff)
+    if diff_id is not None:
+        _run_diff(sessions, store, runner, diff_id)
+    return diff_id
 
 
 class Worker:
-    """Threads that run queued checks; `wake` after queueing one so it starts at once."""
+    """Supervisor threads, each with its worker process, that run queued jobs; `wake` after
+    queueing one so it starts at once."""
 
-    def __init__(self, sessions: sessionmaker[Session], store: BlobStore, threads: int = 1) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], store: BlobStore, processes: int = 1, time_limit: float | None = None
+    ) -> None:
         self._sessions, self._store = sessions, store
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._runners = [ProcessRunner(time_limit, self._stop) for _ in range(processes)]
         self._threads = [
-            threading.Thread(target=self._loop, name=f"nospy-check-{i}", daemon=True) for i in range(threads)
+            threading.Thread(target=self._loop, args=(r,), name=f"nospy-check-{i}", daemon=True)
+            for i, r in enumerate(self._runners)
         ]
 
     def start(self) -> None:
@@ -182,11 +404,15 @@ class Worker:
         self._wake.set()
         for t in self._threads:
             t.join(timeout)
+        for r in self._runners:
+            r.close()
 
-    def _loop(self) -> None:
+    def _loop(self, runner: ProcessRunner) -> None:
         while not self._stop.is_set():
             try:
-                ran = run_one(self._sessions, self._store)
+                ran = run_one(self._sessions, self._store, runner)
+            except JobStoppedError:
+                return
             except Exception:  # the database went away for a moment: keep serving, try again soon
                 log.exception("check worker")
                 ran = None

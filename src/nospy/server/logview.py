@@ -1,25 +1,32 @@
 """The transparency-log pages' reads: the verified checkpoint, its entries, one entry's inclusion proof.
 
+A checkpoint's other signature lines are checked as C2SP tlog-cosignature (Ed25519, v1) by the
+witness keys the server was given: each is shown as verified (with its timestamp), bad signature
+(a known witness key whose cosignature does not verify) or unknown key.
+
 Every read starts from the log's checkpoint verified under the configured log key (C2SP
 signed-note, tlog-checkpoint); entries are read from the entry bundles (C2SP tlog-tiles) only up to
-that checkpoint's size, and an entry's inclusion proof (RFC 6962 / RFC 9162) is verified against the
-checkpoint's root before it is shown. A checkpoint that does not verify raises, and is never shown.
+that checkpoint's size, and an entry's inclusion proof (RFC 6962 / RFC 9162) is verified against
+the checkpoint's root before it is shown. A checkpoint that does not verify raises, never shown.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from nospy import dsse, keys
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
-from nospy.ledger.checkpoint import SignedCheckpoint, open_checkpoint
+from nospy.ledger.checkpoint import CosignerKey, SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
 from nospy.ledger.release import read_release
 from nospy.ledger.tiles import TILE_WIDTH, TileCache, TileReader, bundle_path, parse_bundle, tile_width
 
-__all__ = ["EntryRow", "EntryView", "entries", "entry", "latest", "signature_names"]
+__all__ = ["CosignatureRow", "CosignatureStatus", "EntryRow", "EntryView", "cosignatures", "entries", "entry", "latest"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,39 @@ def entry(source: LogSource, signed: SignedCheckpoint, index: int, tiles: TileCa
     )
 
 
-def signature_names(note: str) -> list[str]:
-    """The names on the note's signature lines (the log's own and any cosigners'), in order."""
-    _, _, sigs = note.partition("\n\n")
-    return [line.split(" ")[1] for line in sigs.splitlines() if line.startswith("\u2014 ") and line.count(" ") >= 2]
+class CosignatureStatus(StrEnum):
+    VERIFIED = "verified"
+    UNKNOWN_KEY = "unknown key"
+    BAD_SIGNATURE = "bad signature"
+
+
+@dataclass(frozen=True)
+class CosignatureRow:
+    name: str
+    key_id: str  # hex, as the signature line carries it
+    status: CosignatureStatus
+    reason: str | None  # why a known witness's cosignature does not verify
+    time: datetime | None  # the cosignature's timestamp, once it verified
+
+
+def cosignatures(
+    signed: SignedCheckpoint, log_key: keys.VerifierKey, witnesses: Sequence[CosignerKey]
+) -> list[CosignatureRow]:
+    """Every signature line of the checkpoint other than the log's, checked against ``witnesses``."""
+    # the note verified when it was opened: opening it again only lists the lines of other keys
+    note = keys.open_note(signed.note, [log_key])
+    known = {(w.name, w.key_id): w for w in witnesses}
+    rows: list[CosignatureRow] = []
+    for name, raw in note.unverified:
+        witness = known.get((name, raw[:4]))
+        if witness is None:
+            rows.append(CosignatureRow(name, raw[:4].hex(), CosignatureStatus.UNKNOWN_KEY, None, None))
+            continue
+        try:
+            stamp = witness.verify(note.text, raw)
+        except VerificationError as exc:
+            rows.append(CosignatureRow(name, raw[:4].hex(), CosignatureStatus.BAD_SIGNATURE, str(exc), None))
+            continue
+        at = datetime.fromtimestamp(stamp, UTC) if stamp < 253402300800 else None  # past year 9999: no date
+        rows.append(CosignatureRow(name, raw[:4].hex(), CosignatureStatus.VERIFIED, None, at))
+    return rows

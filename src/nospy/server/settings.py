@@ -23,12 +23,20 @@ class Settings(BaseModel):
         2, ge=1, description="Runs of one check, counting runs a server restart interrupted, before it is failed."
     )
     workers: int = Field(
-        1,
-        ge=1,
+        1, ge=1, description="Checks and diffs run at the same time, each in a worker process of its own."
+    )
+    time_limit: float = Field(
+        900.0, gt=0, description="Seconds a check or diff may run before its worker is killed and it is failed."
+    )
+    public_read: bool = Field(
+        False,
         description=(
-            "Checks run at the same time, each in a thread of the server process (sources that unpack"
-            " or parse heavily should run their work in subprocesses or native code)."
+            "Let anyone who reaches the server read checks, findings, reports and diffs; by default"
+            " reading needs an API token (or the login cookie) like writing."
         ),
+    )
+    witness_keys: tuple[Path, ...] = Field(
+        (), description="Witnesses' cosigner keys: the log page verifies the checkpoint's cosignatures by them."
     )
 
     log: str | None = Field(
@@ -62,9 +70,13 @@ class Settings(BaseModel):
             "workers": "NOSPY_WORKERS",
             "log": "NOSPY_LOG",
             "log_key": "NOSPY_LOG_KEY",
+            "time_limit": "NOSPY_TIME_LIMIT",
+            "public_read": "NOSPY_PUBLIC_READ",
         }
         for field, name in env.items():
             if os.environ.get(name):
                 values[field] = os.environ[name]
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        if os.environ.get("NOSPY_WITNESS_KEYS"):  # several files, separated as in PATH
+            values["witness_keys"] = os.environ["NOSPY_WITNESS_KEYS"].split(os.pathsep)
+        values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
         return cls.model_validate(values)
