@@ -4,6 +4,7 @@ resumed (never lost), and everything runs the same on PostgreSQL."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -35,6 +36,28 @@ def _schema_diff(url: str) -> list[object]:
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
     assert _schema_diff(f"sqlite:///{tmp_path / 'm.db'}") == []
+
+
+def _migrate_at(url: str, start: float) -> None:
+    time.sleep(max(0.0, start - time.time()))
+    engine, _ = connect(url)
+    migrate(engine)
+    engine.dispose()
+
+
+def test_processes_starting_together_migrate_one_database_once(tmp_path: Path) -> None:
+    """serve, monitor and history may start at once on a new database: none may fail creating its tables."""
+    url = f"sqlite:///{tmp_path / 'nospy.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 3  # after every process has imported SQLAlchemy and Alembic
+    procs = [ctx.Process(target=_migrate_at, args=(url, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with sqlite3.connect(tmp_path / "nospy.db") as con:
+        assert con.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
 
 
 def test_recover_requeues_then_fails_after_max_attempts(tmp_path: Path) -> None:

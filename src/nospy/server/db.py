@@ -7,9 +7,13 @@ these models must match them, which a test checks with Alembic's autogenerate co
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
+from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -267,6 +271,26 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("nospy.server") / "migrations"))
-    with engine.begin() as conn:
+    # processes sharing a database (serve, monitor, history, fleet workers) may start together: one
+    # migrates while the others wait, or two would both see an empty database and create its tables
+    with _migration_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7034171)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on a file beside a SQLite database file (SQLite's own DDL is not serialised
+    by Alembic's transaction); nothing for other databases, which lock inside the transaction."""
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    with Path(f"{path}.migrate-lock").open("a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
