@@ -220,6 +220,7 @@ class ErrorOut(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
+        400: "the request body is not JSON",
         401: "no API token, or an unknown one",
         404: "no such check, file or diff, or a check without firmware evidence",
         409: "the check has no report yet",
@@ -679,7 +680,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, "no such diff")
         return d
 
-    @app.post("/api/diffs", status_code=202, response_model=DiffOut, tags=["diffs"], responses=_errors(401, 404, 422))
+    @app.post(
+        "/api/diffs", status_code=202, response_model=DiffOut, tags=["diffs"], responses=_errors(400, 401, 404, 422)
+    )
     def post_diff(session: Db, user: Writer, req: DiffRequest) -> DiffOut:
         """Compare the firmware images of two checks (or of a check and the newest earlier check with
         firmware): files, inventory and findings that came and went. Runs in the background; poll it."""
