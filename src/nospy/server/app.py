@@ -220,7 +220,7 @@ class ErrorOut(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
-        400: "a JSON body that cannot be parsed",
+        400: "the request body is not JSON",
         401: "no API token, or an unknown one",
         404: "no such check, file or diff, or a check without firmware evidence",
         409: "the check has no report yet",
