@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections import Counter
@@ -77,6 +78,27 @@ def test_fleet_results_match_single_scans(ray_local: Any, images: Path, tmp_path
     gone = scan_fleet([tmp_path / "gone.bin", paths[1]], cache_url=url)
     assert [i.status for i in gone.images] == ["error", "pass"]
     assert "no such file" in gone.images[0].errors[0].message and gone.unreadable and not gone.failed
+
+
+def test_warm_loads_the_stack_and_the_cache_in_a_worker(ray_local: Any, tmp_path: Path) -> None:
+    from nospy.fleet.run import warm
+
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    ContentCache.open(url).close()
+
+    def loaded(cache_url: str) -> tuple[int, bool, bool]:
+        import sys
+
+        from nospy.fleet import run as fleet_run
+
+        return os.getpid(), "nospy.firmware.unpack" in sys.modules, cache_url in fleet_run._CACHES
+
+    pid = ray_local.get(ray_local.remote(warm).remote(url))
+    assert pid != os.getpid()  # it ran in a worker process
+    # a task after it, on the same (only idle) worker: the stack and the cache's engine are there
+    probe = ray_local.remote(loaded)
+    states = ray_local.get([probe.remote(url) for _ in range(4)])
+    assert any(p == pid and modules and opened for p, modules, opened in states)
 
 
 def test_fleet_cli(ray_local: Any, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ analysed by every core in parallel).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections import Counter
@@ -96,6 +97,21 @@ def scan_one(path: str, agreement: Agreement | None, cache_url: str | None) -> I
     )
 
 
+def warm(cache_url: str | None) -> int:
+    """Load the scanning stack (and open the cache) in a Ray worker, so its first image pays no imports.
+
+    Run beside the first image: that worker starts and imports while the first image is scanned, and
+    the other images then find two ready workers (a setup hook would need a runtime environment).
+    """
+    from nospy.firmware.cache import ContentCache  # noqa: PLC0415 - loaded in the worker, not the CLI
+
+    for module in ("nospy.firmware.scan", "nospy.firmware.unpack"):
+        importlib.import_module(module)
+    if cache_url is not None and cache_url not in _CACHES:
+        _CACHES[cache_url] = ContentCache.open(cache_url, migrate=False)
+    return os.getpid()
+
+
 def _init(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Join or start Ray; True when this call started it (and so must shut it down)."""
     if ray.is_initialized():
@@ -133,6 +149,8 @@ def scan_fleet(
     started = _init(ray, ray_address, num_cpus)
     try:
         task = ray.remote(num_cpus=1)(scan_one)
+        if cache_url is not None and len(images) > 1:  # see `warm`; its result is not needed
+            ray.remote(num_cpus=1)(warm).remote(cache_url)
         results: dict[int, ImageResult] = {}
         order = list(range(len(images)))
         waves = [order[:1], order[1:]] if cache_url is not None and len(order) > 1 else [order]
