@@ -74,7 +74,8 @@ def main() -> int:
         out = work / "unblob-out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
-        subprocess.run([args.unblob, "-e", str(out), str(image)], check=True, capture_output=True)
+        # in the scratch folder: unblob writes unblob.log into its working directory
+        subprocess.run([args.unblob, "-e", str(out), str(image)], check=True, capture_output=True, cwd=work)
 
     t_unblob = _best(args.runs, unblob_extract)
     print(f"unblob extract only:             {t_unblob:.2f} s")
