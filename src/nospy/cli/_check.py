@@ -9,7 +9,7 @@ import typer
 
 from nospy._fileio import write_atomic
 from nospy._report_format import Format
-from nospy.cli._common import err_console
+from nospy.cli._common import err_console, read_agreement
 
 
 def check(  # noqa: PLR0917 - typer passes every option as a parameter
@@ -43,23 +43,13 @@ def check(  # noqa: PLR0917 - typer passes every option as a parameter
 ) -> None:
     """Check equipment against an agreement: one verdict per clause (exit 0 all pass, 1 a clause fails)."""
     # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
-    from nospy import agreement as agr  # noqa: PLC0415
     from nospy.evidence import SourceOptions, build_sources  # noqa: PLC0415
     from nospy.findings import Target  # noqa: PLC0415
     from nospy.keys import read_verifier_key  # noqa: PLC0415
     from nospy.report import render  # noqa: PLC0415
     from nospy.verify import check as run_check  # noqa: PLC0415
 
-    signed_by: list[str] = []
-    if key:
-        verifiers = [read_verifier_key(k) for k in key]
-        parsed = agr.verify(agr.read_envelope(agreement), verifiers, str(agreement))
-        signed_by = [v.label for v in verifiers]
-    else:
-        parsed = agr.load(agreement)
-        err_console.print(
-            "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
-        )
+    parsed, signed_by = read_agreement(agreement, key)
     sources = build_sources(
         {"firmware": firmware, "inventory": inventory, "infrastructure": infrastructure, "traffic": traffic},
         SourceOptions(

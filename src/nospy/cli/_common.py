@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from nospy.agreement import Agreement
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -13,3 +18,18 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 class TextOrJson(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+def read_agreement(path: Path, key: list[Path] | None) -> tuple[Agreement, list[str]]:
+    """The agreement at ``path`` and the labels of the parties whose signatures were verified: every
+    ``key`` must have signed it; without keys it is read unsigned, with a warning."""
+    from nospy import agreement as agr  # noqa: PLC0415 - the agreement stack loads only when a command needs it
+    from nospy.keys import read_verifier_key  # noqa: PLC0415
+
+    if not key:
+        err_console.print(
+            "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
+        )
+        return agr.load(path), []
+    verifiers = [read_verifier_key(k) for k in key]
+    return agr.verify(agr.read_envelope(path), verifiers, str(path)), [v.label for v in verifiers]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from nospy.cli._common import console, err_console
+from nospy.cli._common import console, err_console, read_agreement
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -66,21 +66,11 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
     """Follow a transparency log: check each new release of the agreement's products, diff it against the
     previous release, store the result and alert on a clause that starts failing or a log that forks."""
     # deferred: the stage stack is heavy and `nospy --help` or another command must not pay for it
-    from nospy import agreement as agr  # noqa: PLC0415
     from nospy.errors import NospyError  # noqa: PLC0415
     from nospy.keys import read_verifier_key  # noqa: PLC0415
     from nospy.monitor import Monitor  # noqa: PLC0415
 
-    if key:
-        verifiers = [read_verifier_key(k) for k in key]
-        parsed = agr.verify(agr.read_envelope(agreement), verifiers, str(agreement))
-        signed_by = [v.label for v in verifiers]
-    else:
-        parsed = agr.load(agreement)
-        signed_by = []
-        err_console.print(
-            "[yellow]warning:[/] the agreement's signatures were not verified (name the parties with --key)"
-        )
+    parsed, signed_by = read_agreement(agreement, key)
     if not parsed.products:
         err_console.print(
             f"[yellow]note:[/] agreement {parsed.id} names no products: every release in the log is checked"

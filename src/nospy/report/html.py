@@ -223,13 +223,19 @@ def where_of(f: Finding) -> str:
     return where
 
 
-_ENV = Environment(
-    loader=PackageLoader("nospy.report", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+def template_environment(package: str) -> Environment:
+    """The Jinja templates in ``package``'s ``templates`` folder, escaped and strict (an unknown name is
+    an error, not an empty string): the report's and the web service's pages alike."""
+    return Environment(
+        loader=PackageLoader(package, "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+_ENV = template_environment("nospy.report")
 _ENV.filters["kind"] = _kind
 _ENV.filters["columns"] = _columns
 _ENV.filters["scalar"] = _scalar

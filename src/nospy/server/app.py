@@ -29,7 +29,6 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -398,13 +397,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.sessions, app.state.store, app.state.worker, app.state.settings = sessions, store, worker, settings
-    pages = Environment(
-        loader=PackageLoader("nospy.server", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    pages = html_report.template_environment("nospy.server")
     pages.globals["version"] = __version__
     pages.globals["kinds"] = [k.value for k in Kind]
 

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy import __version__
@@ -28,13 +27,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-_pages = Environment(
-    loader=PackageLoader("nospy.server", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_pages = html_report.template_environment("nospy.server")
 _pages.globals["version"] = __version__
 
 _PRODUCT = r"^[^/\x00-\x1f]{1,256}$"
