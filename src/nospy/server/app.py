@@ -219,7 +219,7 @@ class ErrorOut(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
-        400: "the request body is not JSON",
+        400: "the request body cannot be parsed (not JSON, or not multipart form data)",
         401: "no API token, or an unknown one",
         404: "no such check, file or diff, or a check without firmware evidence",
         409: "the check has no report yet",
@@ -470,7 +470,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status_code=202,
         response_model=CheckOut,
         tags=["checks"],
-        responses=_errors(401, 411, 413, 422),
+        responses=_errors(400, 401, 411, 413, 422),
     )
     def create_check(user: Writer, uploads: Uploads) -> dict[str, Any]:
         """Queue a check of the agreement against the evidence; poll the check until it is done or failed."""
