@@ -212,29 +212,28 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-def test_a_hung_or_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
-    """A check that overruns the time limit is stopped and failed; a worker process that dies fails
-    only its check; the next check runs in a new worker process."""
+def _wait_running(url: str, check_id: str, token: str) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/api/checks/{check_id}", headers=bearer(token)).json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A worker process that dies fails only its check; the next check runs in a new worker process.
+
+    (The time limit is not tested here: whether a given input overruns it depends on the machine.)"""
     data = tmp_path / "serve"
     token = new_token(data, "limits")
     endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(4000))
     slow = EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
     small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
-    with running(data, {"NOSPY_TIME_LIMIT": "5"}) as server:
+    with running(data) as server:
         assert server.proc is not None
-        hung = wait_finished(
-            server.url, submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"], token
-        )
-        assert hung["state"] == "failed"
-        assert hung["error"] == "stopped after the time limit of 5 s (the worker process was killed)"
-        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
-        assert after["state"] == "done", after["error"]
-
+        first = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        assert first["state"] == "done", first["error"]  # the worker process is up and has run a check
         crashed = submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"]
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/api/checks/{crashed}", headers=bearer(token)).json()["state"] != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_running(server.url, crashed, token)
         (worker,) = _workers(server.proc.pid)
         os.kill(worker, signal.SIGKILL)
         failed = wait_finished(server.url, crashed, token)
