@@ -219,26 +219,50 @@ def _wait_running(url: str, check_id: str, token: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
-    """A worker process that dies fails only its check; the next check runs in a new worker process.
+def _stopped_worker(server: Server, token: str) -> int:
+    """Run one check so the worker process is up, then stop that process with SIGSTOP: the next check
+    is sent to a worker that will never answer, whatever the machine's speed."""
+    assert server.proc is not None
+    first = wait_finished(server.url, submit(server.url, token, SMALL).json()["id"], token)
+    assert first["state"] == "done", first["error"]
+    (worker,) = _workers(server.proc.pid)
+    os.kill(worker, signal.SIGSTOP)
+    return worker
 
-    (The time limit is not tested here: whether a given input overruns it depends on the machine.)"""
+
+SMALL = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+
+
+def test_a_crashed_worker_fails_its_check_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A worker process that dies fails only its check; the next check runs in a new worker process."""
     data = tmp_path / "serve"
-    token = new_token(data, "limits")
-    endpoints = "".join(f"  - {{host: h{i}.acme.example, port: 443}}\n" for i in range(4000))
-    slow = EXAMPLE_AGREEMENT.read_text().replace("endpoints:\n", "endpoints:\n" + endpoints, 1).encode()
-    small = [("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))]
+    token = new_token(data, "crash")
     with running(data) as server:
         assert server.proc is not None
-        first = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
-        assert first["state"] == "done", first["error"]  # the worker process is up and has run a check
-        crashed = submit(server.url, token, [("agreement", ("slow.yaml", slow))]).json()["id"]
+        worker = _stopped_worker(server, token)
+        crashed = submit(server.url, token, SMALL).json()["id"]
         _wait_running(server.url, crashed, token)
-        (worker,) = _workers(server.proc.pid)
         os.kill(worker, signal.SIGKILL)
         failed = wait_finished(server.url, crashed, token)
         assert failed["state"] == "failed"
         assert failed["error"] == "the worker process died (killed by SIGKILL); the server goes on"
-        after = wait_finished(server.url, submit(server.url, token, small).json()["id"], token)
+        after = wait_finished(server.url, submit(server.url, token, SMALL).json()["id"], token)
+        assert after["state"] == "done", after["error"]
+        assert _workers(server.proc.pid) != [worker]
+
+
+def test_a_hung_worker_is_killed_after_the_time_limit_and_the_server_goes_on(tmp_path: Path) -> None:
+    """The time limit is kept by the server, not by the worker: a worker that never answers (here
+    stopped with SIGSTOP, as one hung in native code would be) is killed when its check overruns."""
+    data = tmp_path / "serve"
+    token = new_token(data, "limits")
+    with running(data, {"NOSPY_TIME_LIMIT": "3"}) as server:
+        assert server.proc is not None
+        worker = _stopped_worker(server, token)
+        hung = wait_finished(server.url, submit(server.url, token, SMALL).json()["id"], token)
+        assert hung["state"] == "failed"
+        assert hung["error"] == "stopped after the time limit of 3 s (the worker process was killed)"
+        assert not Path(f"/proc/{worker}").exists()  # killed and reaped
+        after = wait_finished(server.url, submit(server.url, token, SMALL).json()["id"], token)
         assert after["state"] == "done", after["error"]
         assert _workers(server.proc.pid) != [worker]
