@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 
 from nospy.server.db import Base, Check, File, State, connect, migrate
-from nospy.server.jobs import ProcessRunner, recover, run_one
+from nospy.server.jobs import CHECK_WORKER, UPLOAD_WORKER, ProcessRunner, Validators, recover, run_one
 from nospy.server.store import BlobStore
 from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, bearer, new_token, running, submit, wait_finished
 
@@ -201,13 +201,12 @@ def test_several_workers_never_run_one_check_twice(tmp_path: Path) -> None:
         assert [e["text"] for e in c["events"]].count("started") == 1
 
 
-def _workers(pid: int) -> list[int]:
-    """The server's worker processes (spawned by multiprocessing), from /proc."""
+def _workers(pid: int, name: str = CHECK_WORKER) -> list[int]:
+    """The worker processes of process ``pid`` that have this name, from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"spawn_main" in cmdline:
+            if Path(f"/proc/{child}/comm").read_text().strip() == name:
                 found.append(int(child))
     return found
 
@@ -266,3 +265,27 @@ def test_a_hung_worker_is_killed_after_the_time_limit_and_the_server_goes_on(tmp
         after = wait_finished(server.url, submit(server.url, token, SMALL).json()["id"], token)
         assert after["state"] == "done", after["error"]
         assert _workers(server.proc.pid) != [worker]
+
+
+def test_uploads_are_read_in_a_validator_process_with_a_time_limit(tmp_path: Path) -> None:
+    """The server reads an upload's agreement in a separate process: a bad one is refused with its
+    upload name, and a validator that never answers is killed after its time limit."""
+    store = BlobStore(tmp_path / "blobs")
+    good, _ = store.put(io.BytesIO(EXAMPLE_AGREEMENT.read_bytes()), 1 << 20)
+    bad, _ = store.put(io.BytesIO(b"id: x\nparties: [\n"), 1 << 20)
+    validators = Validators(1, time_limit=3)
+    try:
+        assert validators.validate(store.root, [("agreement", "agreement.yaml", good)]) == ""
+        problem = validators.validate(store.root, [("agreement", "mine.yaml", bad)])
+        assert problem.startswith("mine.yaml") and str(store.root) not in problem
+        (validator,) = _workers(os.getpid(), UPLOAD_WORKER)
+        os.kill(validator, signal.SIGSTOP)
+        problem = validators.validate(store.root, [("agreement", "agreement.yaml", good)])
+        assert (
+            problem
+            == "the upload could not be read: stopped after the time limit of 3 s (the worker process was killed)"
+        )
+        assert validators.validate(store.root, [("agreement", "agreement.yaml", good)]) == ""
+        assert _workers(os.getpid(), UPLOAD_WORKER) != [validator]
+    finally:
+        validators.stop()

@@ -35,9 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from nospy import __version__, keys
-from nospy import agreement as agr
 from nospy.errors import InputError, NospyError, VerificationError
-from nospy.evidence import Kind, build_sources
+from nospy.evidence import Kind
 from nospy.findings import Finding, Report
 from nospy.keys import read_verifier_key
 from nospy.ledger.checkpoint import CosignerKey, parse_cosigner_key
@@ -49,7 +48,7 @@ from nospy.server import history, logview
 from nospy.server.auth import COOKIE, lookup
 from nospy.server.db import Check, Diff, Event, State, connect, migrate
 from nospy.server.db import File as FileRow
-from nospy.server.jobs import Worker, recover
+from nospy.server.jobs import JobStoppedError, Validators, Worker, recover
 from nospy.server.settings import Settings
 from nospy.server.store import BlobStore, UploadTooLargeError
 
@@ -377,6 +376,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     migrate(engine)
     store = BlobStore(settings.blob_dir)
     worker = Worker(sessions, store, settings.workers, settings.time_limit)
+    validators = Validators(settings.workers)
     witnesses = [_witness_key(p) for p in settings.witness_keys]
 
     @asynccontextmanager
@@ -385,6 +385,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker.start()
         yield
         worker.stop()
+        validators.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -431,22 +432,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             budget -= size
             rows.append(FileRow(role=role, name=display_name(upload.filename), sha256=digest, size=size))
         # refuse at once what the check would fail on: an invalid agreement or key, unsupported evidence
-        agreement = next(r for r in rows if r.role == "agreement")
         try:
-            agr.load(store.path(agreement.sha256))
-            for r in rows:
-                if r.role == "key":
-                    read_verifier_key(store.path(r.sha256))
-            evidence: dict[str, list[Any]] = {}
-            for r in rows:
-                if r.role not in ("agreement", "key"):
-                    evidence.setdefault(r.role, []).append(store.path(r.sha256))
-            build_sources(evidence)
-        except InputError as exc:
-            text = str(exc)
-            for r in rows:
-                text = text.replace(str(store.path(r.sha256)), r.name)
-            raise HTTPException(422, text) from None
+            problem = validators.validate(store.root, [(r.role, r.name, r.sha256) for r in rows])
+        except JobStoppedError:
+            raise HTTPException(503, "the server is stopping") from None
+        if problem:
+            raise HTTPException(422, problem)
         with sessions.begin() as session:
             c = Check(id=check_id, created_by=user, state=State.QUEUED.value, attempts=0, progress="queued")
             c.files = rows

@@ -21,8 +21,11 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,23 +43,58 @@ from nospy.findings import Report, Status
 from nospy.server.db import Check, Diff, Event, State, now
 from nospy.server.store import BlobStore
 
-__all__ = ["JobStoppedError", "ProcessRunner", "Worker", "recover", "run_one"]
+__all__ = ["JobStoppedError", "ProcessRunner", "Validators", "Worker", "recover", "run_one"]
 
 log = logging.getLogger("nospy.server")
 
 Progress = Callable[[str], None]
 # (role, name as uploaded, sha256) of each file of a check
 FileSpec = tuple[str, str, str]
+# the worker processes' names, as ps shows them: check and diff jobs (with the whole stack loaded
+# before the first job), and upload validation
+CHECK_WORKER, UPLOAD_WORKER = "nospy-check", "nospy-upload"
 
 
 # ---- the work, in a worker process: blobs in, JSON out, no database --------------------------------------
 
 
-def _named(text: str, names: dict[str, str]) -> str:
-    # messages and reports name the files as uploaded, not the blob store's paths
-    for path, name in names.items():
-        text = text.replace(path, name)
-    return text
+class _Uploaded:
+    """The stored files of one job, each under the name it was uploaded with: a symlink in a private
+    folder of the store's scratch area, so reports name them as their users do (``conn.log: flows to``,
+    ``rx200.bin!squashfs@0x0!/etc/shadow``) and never show the server's own paths."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._dir = Path(tempfile.mkdtemp(prefix="job-", dir=store.root / "tmp"))
+        self.names: dict[str, str] = {}
+
+    def add(self, name: str, digest: str, progress: Progress, role: str) -> Path:
+        """The blob, re-hashed (a file changed on disk is refused), under its upload name."""
+        progress(f"verifying {role} {name} (sha256 {digest[:12]}…)")
+        blob = self._store.verify(digest)
+        folder = self._dir / str(len(self.names))  # two uploads may share a name
+        folder.mkdir()
+        # a name longer than a file name may be (255 bytes) keeps its digest on disk; reports still say `name`
+        link = folder / (name if len(os.fsencode(name)) <= 240 else digest)
+        link.symlink_to(blob)
+        self.names[str(link)] = name
+        return link
+
+    def text(self, text: str) -> str:
+        """A message with every file named as uploaded."""
+        for path, name in self.names.items():
+            text = text.replace(path, name)
+        return text
+
+    def json(self, text: str) -> str:
+        """JSON text with every file named as uploaded. The folder is of the store's choosing and the
+        names are escaped as in JSON, so the replacement cannot break the syntax."""
+        for path, name in self.names.items():
+            text = text.replace(json.dumps(path)[1:-1], json.dumps(name)[1:-1])
+        return text
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> str:
@@ -68,39 +106,39 @@ def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> 
     from nospy.keys import read_verifier_key  # noqa: PLC0415
     from nospy.verify import check as run_check  # noqa: PLC0415
 
-    store = BlobStore(Path(blob_root))
-    names: dict[str, str] = {}
-    agreement_path: Path | None = None
-    keys: list[Path] = []
-    evidence: dict[str, list[Path]] = {}
-    for role, name, digest in files:
-        progress(f"verifying {role} {name} (sha256 {digest[:12]}…)")
-        path = store.verify(digest)
-        names[str(path)] = name
-        if role == "agreement":
-            agreement_path = path
-        elif role == "key":
-            keys.append(path)
-        else:
-            evidence.setdefault(Kind(role).value, []).append(path)
-    if agreement_path is None:
-        raise NospyError("the check has no agreement")
+    uploaded = _Uploaded(BlobStore(Path(blob_root)))
     try:
-        signed_by: list[str] = []
-        if keys:
-            verifiers = [read_verifier_key(k) for k in keys]
-            progress(f"verifying the agreement's signatures by {', '.join(v.label for v in verifiers)}")
-            parsed = agr.verify(agr.read_envelope(agreement_path), verifiers, names[str(agreement_path)])
-            signed_by = [v.label for v in verifiers]
-        else:
-            progress("no party's key given: the agreement's signatures are not verified")
-            parsed = agr.load(agreement_path)
-        sources = build_sources(evidence)
-        target = Target(path=names[str(agreement_path)], sha256=agreement_path.name)
-        report = run_check(parsed, sources, target, signed_by, progress=progress)
-    except NospyError as exc:
-        raise type(exc)(_named(str(exc), names)) from None
-    return report.model_dump_json(exclude_none=True)
+        agreement: tuple[Path, str] | None = None
+        keys: list[Path] = []
+        evidence: dict[str, list[Path]] = {}
+        for role, name, digest in files:
+            path = uploaded.add(name, digest, progress, role)
+            if role == "agreement":
+                agreement = path, digest
+            elif role == "key":
+                keys.append(path)
+            else:
+                evidence.setdefault(Kind(role).value, []).append(path)
+        if agreement is None:
+            raise NospyError("the check has no agreement")
+        try:
+            signed_by: list[str] = []
+            if keys:
+                verifiers = [read_verifier_key(k) for k in keys]
+                progress(f"verifying the agreement's signatures by {', '.join(v.label for v in verifiers)}")
+                parsed = agr.verify(agr.read_envelope(agreement[0]), verifiers, agreement[0].name)
+                signed_by = [v.label for v in verifiers]
+            else:
+                progress("no party's key given: the agreement's signatures are not verified")
+                parsed = agr.load(agreement[0])
+            sources = build_sources(evidence)
+            target = Target(path=agreement[0].name, sha256=agreement[1])
+            report = run_check(parsed, sources, target, signed_by, progress=progress)
+        except NospyError as exc:
+            raise type(exc)(uploaded.text(str(exc))) from None
+        return uploaded.json(report.model_dump_json(exclude_none=True))
+    finally:
+        uploaded.close()
 
 
 def compute_diff(blob_root: str, old: tuple[str, str], new: tuple[str, str], progress: Progress) -> str:
@@ -108,51 +146,85 @@ def compute_diff(blob_root: str, old: tuple[str, str], new: tuple[str, str], pro
     from nospy.firmware.diff import diff_reports  # noqa: PLC0415
     from nospy.firmware.scan import scan_report  # noqa: PLC0415
 
-    store = BlobStore(Path(blob_root))
-    paths: list[Path] = []
-    names: dict[str, str] = {}
-    for name, digest in (old, new):
-        progress(f"verifying firmware {name} (sha256 {digest[:12]}…)")
-        paths.append(store.verify(digest))
-        names[str(paths[-1])] = name
+    uploaded = _Uploaded(BlobStore(Path(blob_root)))
     try:
-        reports = []
-        for path in paths:
-            progress(f"scanning {names[str(path)]}")
-            reports.append(scan_report(path, progress=progress))
-        progress("comparing files, inventory and findings")
-        result = diff_reports(paths[0], paths[1], reports[0], reports[1])
-    except NospyError as exc:
-        raise type(exc)(_named(str(exc), names)) from None
-    # blob paths contain only [a-z0-9/._-]: replacing them in the JSON text cannot break its syntax
-    return _named(result.model_dump_json(), {p: json.dumps(n)[1:-1] for p, n in names.items()})
+        paths = [uploaded.add(name, digest, progress, "firmware") for name, digest in (old, new)]
+        try:
+            reports = []
+            for path in paths:
+                progress(f"scanning {path.name}")
+                reports.append(scan_report(path, progress=progress))
+            progress("comparing files, inventory and findings")
+            result = diff_reports(paths[0], paths[1], reports[0], reports[1])
+        except NospyError as exc:
+            raise type(exc)(uploaded.text(str(exc))) from None
+        return uploaded.json(result.model_dump_json())
+    finally:
+        uploaded.close()
 
 
-_COMPUTE: dict[str, Callable[..., str]] = {"check": compute_check, "diff": compute_diff}
+def compute_validation(blob_root: str, files: list[FileSpec], progress: Progress) -> str:
+    """What a check of these stored files would fail on at once (an agreement, key or evidence that
+    cannot be read or used), named as uploaded; empty when they can be checked."""
+    del progress  # quick: nothing to report
+    from nospy import agreement as agr  # noqa: PLC0415
+    from nospy.errors import InputError  # noqa: PLC0415
+    from nospy.evidence import build_sources  # noqa: PLC0415
+    from nospy.keys import read_verifier_key  # noqa: PLC0415
+
+    store = BlobStore(Path(blob_root))
+    names = {str(store.path(digest)): name for _, name, digest in files}
+    evidence: dict[str, list[Any]] = {}
+    try:
+        for role, _, digest in files:
+            if role == "agreement":
+                agr.load(store.path(digest))
+            elif role == "key":
+                read_verifier_key(store.path(digest))
+            else:
+                evidence.setdefault(role, []).append(store.path(digest))
+        build_sources(evidence)
+    except InputError as exc:
+        text = str(exc)
+        for path, name in names.items():
+            text = text.replace(path, name)
+        return text
+    return ""
 
 
-def _die_with_parent(parent: int) -> None:
+_COMPUTE: dict[str, Callable[..., str]] = {
+    "check": compute_check,
+    "diff": compute_diff,
+    "validate": compute_validation,
+}
+
+
+def _prepare(parent: int, name: str) -> None:
     """Ask Linux to kill this process when the server dies (prctl PR_SET_PDEATHSIG), so a worker
-    left behind by a crashed server does not go on running a hung job."""
+    left behind by a crashed server does not go on running a hung job; and name it (PR_SET_NAME),
+    so ``ps`` and ``top`` tell check workers from upload validators."""
     if sys.platform != "linux":
         return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    pr_set_pdeathsig, pr_set_name = 1, 15
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # the server died before the request took effect
         os._exit(0)
+    prctl(pr_set_name, ctypes.c_char_p(name.encode()[:15]))
 
 
-def _worker_main(conn: Connection, parent: int) -> None:
+def _worker_main(conn: Connection, parent: int, name: str) -> None:
     """A worker process: run jobs sent over ``conn`` one after another until the pipe closes."""
-    _die_with_parent(parent)
+    _prepare(parent, name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us
-    # the stack is loaded before the first job, so a job's time limit does not count the imports
-    from nospy import agreement  # noqa: F401, PLC0415
-    from nospy.evidence import build_sources  # noqa: PLC0415
-    from nospy.firmware import diff, scan  # noqa: F401, PLC0415
-    from nospy.verify import check  # noqa: F401, PLC0415
+    if name == CHECK_WORKER:
+        # the stack is loaded before the first job, so a job's time limit does not count the imports
+        from nospy import agreement  # noqa: F401, PLC0415
+        from nospy.evidence import build_sources  # noqa: PLC0415
+        from nospy.firmware import diff, scan  # noqa: F401, PLC0415
+        from nospy.verify import check  # noqa: F401, PLC0415
 
-    build_sources({})  # imports every evidence source
+        build_sources({})  # imports every evidence source
 
     conn.send(("ready", ""))
     while True:
@@ -190,8 +262,11 @@ class ProcessRunner:
     """One worker process, reused job after job; killed and replaced when a job overruns the time
     limit, and replaced when it dies."""
 
-    def __init__(self, time_limit: float | None = None, stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self, time_limit: float | None = None, stopping: threading.Event | None = None, name: str = CHECK_WORKER
+    ) -> None:
         self.time_limit = time_limit
+        self.name = name
         self._stopping = stopping or threading.Event()
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._proc: BaseProcess | None = None
@@ -200,7 +275,9 @@ class ProcessRunner:
 
     def _start(self) -> Connection:
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(theirs, os.getpid()), name="nospy-worker", daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(theirs, os.getpid(), self.name), name=self.name, daemon=True
+        )
         proc.start()
         theirs.close()
         with self._lock:
@@ -374,6 +451,33 @@ def run_one(sessions: sessionmaker[Session], store: BlobStore, runner: ProcessRu
     if diff_id is not None:
         _run_diff(sessions, store, runner, diff_id)
     return diff_id
+
+
+class Validators:
+    """Worker processes that read an upload's agreement, keys and evidence before the check is queued,
+    so a hostile agreement (a megabyte of YAML takes tens of seconds to parse) neither holds the
+    server's GIL nor runs without a time limit. Each process validates one upload at a time."""
+
+    def __init__(self, processes: int = 1, time_limit: float | None = 120.0) -> None:
+        self._stop = threading.Event()
+        self._runners = [ProcessRunner(time_limit, self._stop, UPLOAD_WORKER) for _ in range(processes)]
+        self._idle: queue.Queue[ProcessRunner] = queue.Queue()
+        for r in self._runners:
+            self._idle.put(r)
+
+    def validate(self, blob_root: Path, files: list[FileSpec]) -> str:
+        """Why these stored files cannot be checked, or empty. `JobStoppedError` when stopping."""
+        runner = self._idle.get()
+        try:
+            ok, text = runner.run("validate", (str(blob_root), files), lambda _: None)
+        finally:
+            self._idle.put(runner)
+        return text if ok else f"the upload could not be read: {text}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        for r in self._runners:
+            r.close()
 
 
 class Worker:
