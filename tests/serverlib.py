@@ -6,12 +6,14 @@ a user's browser or script does, and can kill the process to test recovery.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +28,33 @@ from nospy.server.db import connect, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_AGREEMENT = ROOT / "examples" / "agreement.yaml"
+
+# two releases of a small root filesystem, for image diffs
+RX200_BASE = {
+    "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n",
+    "etc/shadow": b"root:*:19000:0:99999:7:::\nadmin:$6$abc$xyz:19000:0:99999:7:::\n",
+    "etc/inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::respawn:/sbin/getty -L ttyS0 115200 vt100\n",
+    "etc/init.d/S50dropbear": b"#!/bin/sh\n/usr/sbin/dropbear -p 22\n",
+    "etc/version": b"3.2.0\n",
+}
+# the next release: a diagnostics script that hands out a shell on port 2323, a console without login
+RX200_NEXT = {
+    **RX200_BASE,
+    "etc/version": b"3.2.1\n",
+    "etc/init.d/S99diag": b"#!/bin/sh\ntelnetd -l /bin/sh -p 2323\n",
+    "etc/inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n",
+}
+
+
+def firmware_tar(files: dict[str, bytes]) -> bytes:
+    """A small root filesystem as a tar image (executable init scripts)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755 if "/init.d/" in name else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def free_port() -> int:

@@ -1,7 +1,8 @@
 """The web pages in a real browser: Debian's chromium driven by playwright (never `playwright install`).
 
 Log in with a token, upload an agreement, watch the check's progress update live, open the verdict
-page and the full report, and keep screenshots of each.
+page and the full report; compare two releases' firmware images from the check page; and keep
+screenshots of each.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from serverlib import EXAMPLE_AGREEMENT, new_token, running, submit
+from serverlib import EXAMPLE_AGREEMENT, RX200_BASE, RX200_NEXT, firmware_tar, new_token, running, submit, wait_finished
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -101,3 +102,42 @@ def test_upload_watch_progress_and_read_the_verdicts(browser: object, tmp_path: 
         assert "/login" in page.url
         page.close()
     assert (shots / "verdicts.png").stat().st_size > 10_000
+
+
+def test_compare_two_releases_from_the_check_page(browser: object, tmp_path: Path, shots: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    data = tmp_path / "serve"
+    token = new_token(data, "browser")
+    agreement = ("agreement", ("agreement.yaml", EXAMPLE_AGREEMENT.read_bytes()))
+    with running(data) as server:
+        ids = []
+        for name, files in (("rx200-3.2.0.tar", RX200_BASE), ("rx200-3.2.1.tar", RX200_NEXT)):
+            r = submit(server.url, token, [agreement, ("firmware", (name, firmware_tar(files)))])
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+        for check_id in ids:
+            assert wait_finished(server.url, check_id, token, timeout=300)["state"] == "done"
+
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{server.url}/login?next=/checks/{ids[1]}")
+        page.fill("#token", token)
+        page.click("#login")
+        page.wait_for_url(f"**/checks/{ids[1]}")
+        # the form offers the check before this one, already chosen
+        expect(page.locator("#old_check option:checked")).to_contain_text("rx200-3.2.0.tar")
+        expect(page.locator("#old_check option:checked")).to_contain_text("(the one before)")
+        page.click("#diff-start")
+        page.wait_for_url("**/diffs/*")
+        # the page reloads itself until the diff is done
+        expect(page.locator("#state")).to_have_text("done", timeout=300_000)
+        expect(page.locator("#images")).to_contain_text("rx200-3.2.0.tar")
+        expect(page.locator("#images")).to_contain_text("rx200-3.2.1.tar")
+        expect(page.locator("#findings-added")).to_contain_text("service.shell-bind")
+        expect(page.locator("#findings-added")).to_contain_text("rx200-3.2.1.tar!")
+        expect(page.locator("#inventory-services")).to_contain_text("telnetd tcp 2323")
+        expect(page.locator("#files-summary")).to_have_text("1 added, 0 removed, 2 changed")
+        page.screenshot(path=str(shots / "diff.png"), full_page=True)
+        page.close()
+    assert (shots / "diff.png").stat().st_size > 10_000

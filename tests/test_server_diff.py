@@ -4,39 +4,23 @@ worker process, through the API and the pages, against a real server and real ta
 from __future__ import annotations
 
 import html
-import io
-import tarfile
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from serverlib import EXAMPLE_AGREEMENT, Server, bearer, new_token, running, submit, wait_finished
-
-BASE = {
-    "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n",
-    "etc/shadow": b"root:*:19000:0:99999:7:::\nadmin:$6$abc$xyz:19000:0:99999:7:::\n",
-    "etc/inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::respawn:/sbin/getty -L ttyS0 115200 vt100\n",
-    "etc/init.d/S50dropbear": b"#!/bin/sh\n/usr/sbin/dropbear -p 22\n",
-    "etc/version": b"3.2.0\n",
-}
-# the next release: a diagnostics script that hands out a shell on port 2323, a console without login
-NEXT = {
-    **BASE,
-    "etc/version": b"3.2.1\n",
-    "etc/init.d/S99diag": b"#!/bin/sh\ntelnetd -l /bin/sh -p 2323\n",
-    "etc/inittab": b"::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n",
-}
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755 if "/init.d/" in name else 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+from serverlib import (
+    EXAMPLE_AGREEMENT,
+    RX200_BASE,
+    RX200_NEXT,
+    Server,
+    bearer,
+    new_token,
+    running,
+    submit,
+    wait_finished,
+)
+from serverlib import firmware_tar as _tar
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +44,9 @@ def _check(server: Server, token: str, image: tuple[str, bytes] | None) -> str:
 def test_diff_of_a_check_and_its_predecessor(live: tuple[Server, str]) -> None:
     server, token = live
     auth = bearer(token)
-    old = _check(server, token, ("rx200-3.2.0.tar", _tar(BASE)))
+    old = _check(server, token, ("rx200-3.2.0.tar", _tar(RX200_BASE)))
     plain = _check(server, token, None)  # no firmware: skipped when looking for the one before
-    new = _check(server, token, ("rx200-3.2.1.tar", _tar(NEXT)))
+    new = _check(server, token, ("rx200-3.2.1.tar", _tar(RX200_NEXT)))
 
     # no old check named: the newest earlier check with firmware
     r = httpx.post(f"{server.url}/api/diffs", json={"new_check": new}, headers=auth, timeout=30)
@@ -87,6 +71,15 @@ def test_diff_of_a_check_and_its_predecessor(live: tuple[Server, str]) -> None:
     assert result["findings_removed"] == []
     assert all(f["evidence"] for f in result["findings_added"])
     assert str(server.data) not in r.text + str(result)
+    # findings and reports name the images as uploaded, never by the server's stored paths
+    assert all(f["location"].startswith("rx200-3.2.1.tar!") for f in result["findings_added"])
+    check = wait_finished(server.url, new, token)
+    report = httpx.get(f"{server.url}{check['report']}", headers=auth, timeout=30)
+    assert report.status_code == 200 and str(server.data) not in report.text
+    firmware = report.json()["sources"][0]
+    assert firmware["path"] == "rx200-3.2.1.tar" and firmware["sha256"] in report.text
+    located = [f["location"] for f in report.json()["findings"]]
+    assert "rx200-3.2.1.tar!tar@0x0!/etc/init.d/S99diag" in located, located
 
     # asked again (here with both checks named): the same diff, not a second run
     again = httpx.post(f"{server.url}/api/diffs", json={"new_check": new, "old_check": old}, headers=auth)
@@ -116,8 +109,8 @@ def test_diff_of_a_check_and_its_predecessor(live: tuple[Server, str]) -> None:
 
 def test_diff_from_the_check_page_form(live: tuple[Server, str]) -> None:
     server, token = live
-    first = _check(server, token, ("a.tar", _tar(BASE)))
-    second = _check(server, token, ("b.tar", _tar({**BASE, "etc/version": b"3.3\n"})))
+    first = _check(server, token, ("a.tar", _tar(RX200_BASE)))
+    second = _check(server, token, ("b.tar", _tar({**RX200_BASE, "etc/version": b"3.3\n"})))
     with httpx.Client(base_url=server.url, timeout=30) as browser:
         assert browser.post("/login", data={"token": token}).status_code == 303
         page = browser.get(f"/checks/{second}").text
