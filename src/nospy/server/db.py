@@ -92,8 +92,10 @@ class Token(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
-class Check(Base):
-    __tablename__ = "checks"
+class Job:
+    """What every background job (a check, an image diff) has: its place in the queue, its runs,
+    its latest progress line, and why it failed."""
+
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
@@ -101,10 +103,14 @@ class Check(Base):
     state: Mapped[str] = mapped_column(String(16), default=State.QUEUED.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Check(Job, Base):
+    __tablename__ = "checks"
     agreement_id: Mapped[str | None] = mapped_column(String(128), default=None)
     summary: Mapped[str | None] = mapped_column(String(256), default=None)
     outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # pass / fail / not-checked
-    error: Mapped[str | None] = mapped_column(Text, default=None)
     report_json: Mapped[str | None] = mapped_column(Text, default=None)
     files: Mapped[list[File]] = relationship(back_populates="check", order_by="File.id", cascade="all, delete-orphan")
     events: Mapped[list[Event]] = relationship(
@@ -221,25 +227,17 @@ class MonitorAlert(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
-class Diff(Base):
+class Diff(Job, Base):
     """What changed between two uploaded firmware images (`nospy.firmware.diff`), computed once per
     pair of images: its id is derived from the two images' SHA-256, and its result never changes."""
 
     __tablename__ = "diffs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
-    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
-    created_by: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16), default=State.QUEUED.value, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    progress: Mapped[str] = mapped_column(Text, default="")
     old_check: Mapped[str] = mapped_column(String(32))  # the checks the images were first compared from
     new_check: Mapped[str] = mapped_column(String(32))
     old_name: Mapped[str] = mapped_column(String(255))
     new_name: Mapped[str] = mapped_column(String(255))
     old_sha256: Mapped[str] = mapped_column(String(64))
     new_sha256: Mapped[str] = mapped_column(String(64))
-    error: Mapped[str | None] = mapped_column(Text, default=None)
     result_json: Mapped[str | None] = mapped_column(Text, default=None)
 
 

@@ -52,11 +52,15 @@ def _page(request: Request, session: Session, name: str, **context: Any) -> HTML
     return HTMLResponse(_pages.get_template(name).render(user=user, has_log=has_log, **context))
 
 
-def _release(session: Session, release_id: int) -> tuple[hist.ReleaseRow, str | None, str | None]:
+def _checked(session: Session, release_id: int) -> tuple[str, str]:
+    """A checked release's report and diff (JSON); 404 for no such release, 409 for one not checked yet."""
     found = hist.release(session, release_id)
     if found is None:
         raise HTTPException(404, "no such release")
-    return found
+    _, report, diff = found
+    if report is None or diff is None:
+        raise HTTPException(409, "this release has not been checked yet")
+    return report, diff
 
 
 @router.get("/api/history", tags=["history"])
@@ -90,25 +94,19 @@ def product_page(request: Request, session: Db, product: ProductParam) -> HTMLRe
 
 @router.get("/history/releases/{release_id}/report.html", include_in_schema=False)
 def release_report_html(session: Db, release_id: ReleaseParam) -> HTMLResponse:
-    _, report, _ = _release(session, release_id)
-    if report is None:
-        raise HTTPException(409, "this release has not been checked yet")
+    report, _ = _checked(session, release_id)
     return HTMLResponse(html_report.render(Report.model_validate_json(report)))
 
 
 @router.get("/history/releases/{release_id}/report.json", include_in_schema=False)
 def release_report_json(session: Db, release_id: ReleaseParam) -> Response:
     """The release's report (the JSON report of DESIGN.md)."""
-    _, report, _ = _release(session, release_id)
-    if report is None:
-        raise HTTPException(409, "this release has not been checked yet")
+    report, _ = _checked(session, release_id)
     return Response(report, media_type="application/json")
 
 
 @router.get("/history/releases/{release_id}/diff.json", include_in_schema=False)
 def release_diff_json(session: Db, release_id: ReleaseParam) -> Response:
     """What changed since the product's previous release: clause transitions, findings, firmware diff."""
-    _, _, diff = _release(session, release_id)
-    if diff is None:
-        raise HTTPException(409, "this release has not been checked yet")
+    _, diff = _checked(session, release_id)
     return Response(diff, media_type="application/json")
