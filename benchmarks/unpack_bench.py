@@ -188,7 +188,7 @@ def main() -> None:
     for _ in range(args.runs):
         start = time.perf_counter()
         tree = open_image(image)
-        list_tree(tree, image, tree.root_chain).model_dump_json()
+        list_tree(tree, image, tree.root_chain).to_json()
         inproc.append(time.perf_counter() - start)
     t_inproc = min(inproc)
 

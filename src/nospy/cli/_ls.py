@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from nospy.cli._common import err_console
 from nospy.firmware.unpack import Limits, open_image
@@ -45,8 +44,10 @@ def ls(
     tree = open_image(image, limits)
     listing = list_tree(tree, image, tree.root_chain)
     if fmt is ListFormat.JSON:
-        sys.stdout.write(listing.model_dump_json(indent=1) + "\n")
+        sys.stdout.write(listing.to_json(indent=1) + "\n")
     else:
+        from rich.markup import escape  # noqa: PLC0415 - rich loads only when there is something to print
+
         sys.stdout.write(_table(listing))
         for issue in listing.issues:
             where = f" at {issue.offset:#x}" if issue.offset is not None else ""
