@@ -31,6 +31,7 @@ _TYPE_BITS = {
 }
 _HASH_STEP = 1 << 20
 _MAX_THREADS = 4
+_BATCH = 16
 
 
 # Frozen dataclasses rather than pydantic models: the listing is only written, never read back, and
@@ -129,8 +130,13 @@ def list_tree(tree: FileTree, image: Path, root: str | None = None) -> Listing:
     issues = [ListedIssue(chain=shown(i.chain), offset=i.offset, message=shown(i.message)) for i in tree.issues]
     all_entries = list(tree.entries())
     files = [e for e in all_entries if e.type is EntryType.FILE]
+    # a few files per task: thousands of small files would otherwise cost more in task hand-over than in hashing
+    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
     with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, os.cpu_count() or 1)) as pool:
-        results = dict(zip((e.path for e in files), pool.map(lambda e: _try_digest(tree, e), files), strict=True))
+        image_digest = pool.submit(_file_digest, image)
+        digests = pool.map(lambda batch: [_try_digest(tree, e) for e in batch], batches)
+        results = dict(zip((e.path for e in files), (d for batch in digests for d in batch), strict=True))
+        image_sha256 = image_digest.result()
     entries = []
     for e in all_entries:
         digest = None
@@ -154,7 +160,7 @@ def list_tree(tree: FileTree, image: Path, root: str | None = None) -> Listing:
             )
         )
     return Listing(
-        image=ListedImage(path=str(image), size=image.stat().st_size, sha256=_file_digest(image)),
+        image=ListedImage(path=str(image), size=image.stat().st_size, sha256=image_sha256),
         root=root,
         entries=entries,
         issues=issues,

@@ -16,14 +16,27 @@ from __future__ import annotations
 
 import lzma
 import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import BinaryIO, ClassVar
 
-from dissect.cstruct import cstruct
 from dissect.squashfs import SquashFS
 from dissect.squashfs.squashfs import FileStream
 
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, ViewIO, mode_type
+from nospy.firmware.unpack.base import (
+    Chunk,
+    Context,
+    Filesystem,
+    FormatError,
+    Handler,
+    Node,
+    Structs,
+    ViewIO,
+    mode_type,
+)
 from nospy.firmware.unpack.limits import Budget
 
 _DEFS = """
@@ -49,13 +62,14 @@ struct super_block {
     uint64   lookup_table_start;
 };
 """
-_LE = cstruct(endian="<").load(_DEFS)
-_BE = cstruct(endian=">").load(_DEFS)
+_LE = Structs("<", _DEFS)
+_BE = Structs(">", _DEFS)
 _LE_MAGICS = (b"hsqs", b"shsq", b"hsqt")
 _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _XZ_ID = 4
+_CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
 
 
 class _StrictIO(ViewIO):
@@ -150,9 +164,57 @@ class _FileStream(FileStream):  # type: ignore[misc]
         return b"".join(result)
 
 
+class _SharedBlocks:
+    """dissect's block cache made safe to share: a block that several threads want at once is
+    decompressed once, by the first; the others wait for it.
+
+    dissect wraps ``_read_block`` in ``functools.lru_cache``, which lets every thread that misses
+    decompress the block itself; small files share fragment blocks, so the threads that read files
+    ahead (the magic checks, the listing's hashes) would decompress each fragment block several times.
+    """
+
+    def __init__(self, read: Callable[[int, int | None], tuple[int, bytes]], size: int = _CACHE_BYTES) -> None:
+        self._read = read
+        self._size = size
+        self._held = 0
+        self._done: OrderedDict[tuple[int, int | None], tuple[int, bytes]] = OrderedDict()
+        self._pending: dict[tuple[int, int | None], Future[tuple[int, bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, block: int, length: int | None = None) -> tuple[int, bytes]:
+        key = (block, length)
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self._done.move_to_end(key)
+                return done
+            pending = self._pending.get(key)
+            if pending is None:
+                mine: Future[tuple[int, bytes]] = Future()
+                self._pending[key] = mine
+        if pending is not None:
+            return pending.result()
+        try:
+            result = self._read(block, length)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[key]
+            self._done[key] = result
+            self._held += len(result[1])
+            while self._held > self._size and len(self._done) > 1:
+                self._held -= len(self._done.popitem(last=False)[1][1])
+        mine.set_result(result)
+        return result
+
+
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
+        fs._read_block = _SharedBlocks(fs._read_block.__wrapped__)
 
     @staticmethod
     def _node(inode: object) -> Node:
