@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
 import re
+import socket
+import subprocess
+from pathlib import Path
 
 import pytest
+from dissect.squashfs import SquashFS
+from dissect.squashfs.squashfs import INode
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.firmware.unpack.handlers.squashfs import _VendorLzma
+from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _VendorLzma
 from nospy.firmware.unpack.limits import Budget, Limits
 
 
@@ -81,3 +87,47 @@ def test_vendor_lzma_framings(framing: str) -> None:
     dec = _VendorLzma()
     assert dec.decompress(block, len(data)) == data
     assert dec.decompress(block, len(data)) == data  # the framing found first is kept
+
+
+def _inodes_as_dissect_reads_them(fs: SquashFS, inodes: list[INode]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for inode in inodes:
+        fields = _INODES[inode.header.inode_type][1]._fields
+        header = tuple(getattr(inode.header, f) for f in fields)
+        extra = inode.block_list if inode.is_file() else inode.link if inode.is_symlink() else None
+        out.append((inode.name, inode.block, inode.offset, inode.inode_number, inode.mode, header, extra))
+    return out
+
+
+def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path, shared: Path) -> None:
+    root = tmp_path / "root"
+    (root / "big").mkdir(parents=True)
+    for i in range(400):  # a directory larger than one metadata block: an extended directory inode
+        (root / "big" / f"a-file-with-a-rather-long-name-{i:04d}").write_bytes(b"x" * i)
+    (root / "hard").write_bytes(b"linked")
+    os.link(root / "hard", root / "hard2")  # hard links: extended file inodes
+    (root / "link").symlink_to("big/a-file-with-a-rather-long-name-0001")
+    (root / "huge").write_bytes(os.urandom(300_000))  # full blocks and a fragment
+    os.mkfifo(root / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "socket"))
+    image = tmp_path / "types.sqfs"
+    devices = ["dev d 755 0 0", "dev/console c 600 0 0 5 1", "dev/sda b 660 0 6 8 0"]
+    subprocess.run(
+        ["mksquashfs", root, image, "-noappend", "-quiet", "-no-progress", *(a for d in devices for a in ("-p", d))],
+        check=True,
+    )
+    for path in (image, shared / "firmware" / "trendnet-tew733gr-rootfs.squashfs"):
+        chunk = Squashfs4().identify(memoryview(path.read_bytes()), 0, base.Context(budget=_budget(), chain="t"))
+        assert chunk is not None and chunk.filesystem is not None
+        fs = chunk.filesystem.fs  # type: ignore[attr-defined]
+        kinds = set()
+        todo = [fs.root]
+        while todo:
+            directory = todo.pop()
+            ours, theirs = _children(fs, directory), list(directory.iterdir())
+            assert _inodes_as_dissect_reads_them(fs, ours) == _inodes_as_dissect_reads_them(fs, theirs)
+            kinds |= {c.header.inode_type for c in ours}
+            todo += [c for c in theirs if c.is_dir()]
+        if path == image:
+            assert kinds == set(range(1, 10)), kinds  # every basic type, extended directories and files

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import lzma
 import stat
+import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from dissect.squashfs import SquashFS
-from dissect.squashfs.squashfs import FileStream
+from dissect.squashfs.c_squashfs import INODE_STRUCT_MAP, c_squashfs
+from dissect.squashfs.exceptions import NotADirectoryError as NotADirectory
+from dissect.squashfs.squashfs import FileStream, INode
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack.base import (
@@ -211,6 +214,72 @@ class _SharedBlocks:
         return result
 
 
+def _unpacker(declared: Any) -> tuple[struct.Struct, Any]:
+    """dissect's C declaration of a squashfs header as a `struct.Struct` and a named tuple of its fields.
+
+    dissect.cstruct builds an object per header it parses (tens of microseconds); directories and
+    inodes are parsed here in bulk from the same declarations, so the walk costs what its I/O costs.
+    """
+    names = [name for name, f in declared.fields.items() if f.type.size]  # not the trailing name[0]/block_list[0]
+    layout = struct.Struct("<" + "".join(declared.fields[name].type.packchar for name in names))
+    if layout.size != len(declared):
+        raise TypeError(f"{declared.__name__} is not a packed run of integers")
+    return layout, namedtuple(declared.__name__, names)
+
+
+_DIR_HEADER, _ = _unpacker(c_squashfs.squashfs_dir_header)
+_DIR_ENTRY, _ = _unpacker(c_squashfs.squashfs_dir_entry)
+_BASE_INODE, _ = _unpacker(c_squashfs.squashfs_base_inode_header)
+_INODES = {kind: _unpacker(declared) for kind, declared in INODE_STRUCT_MAP.items()}
+
+
+def _children(fs: SquashFS, parent: INode) -> list[INode]:
+    """The children of directory ``parent``, as dissect's ``INode.iterdir`` gives them, with their
+    inode headers already read (what ``INode._metadata`` would read for each one later)."""
+    if not parent.is_dir():
+        raise NotADirectory(f"{parent!r} is not a directory")
+    size: int = parent.size
+    start = fs.sb.directory_table_start + parent.header.start_block
+    offset: int = parent.header.offset
+    read = fs._read_metadata
+    children = []
+    done = 0
+    while done < size - 3:
+        start, offset, data = read(start, offset, _DIR_HEADER.size)
+        count, start_block, inode_number = _DIR_HEADER.unpack(data)
+        done += len(data)
+        for _ in range(count + 1):
+            start, offset, data = read(start, offset, _DIR_ENTRY.size)
+            entry_offset, entry_number, kind, name_size = _DIR_ENTRY.unpack(data)
+            done += len(data)
+            start, offset, name = read(start, offset, name_size + 1)
+            done += len(name)
+            child = fs.inode(
+                start_block,
+                entry_offset,
+                name.decode(errors="surrogateescape"),
+                kind,
+                inode_number + entry_number,
+                parent,
+            )
+            _read_inode(fs, child)
+            children.append(child)
+    return children
+
+
+def _read_inode(fs: SquashFS, inode: INode) -> None:
+    block = fs.sb.inode_table_start + inode.block
+    data_block, data_offset, data = fs._read_metadata(block, inode.offset, _BASE_INODE.size)
+    kind = _BASE_INODE.unpack(data)[0]
+    if kind not in _INODES:
+        raise FormatError(f"inode {inode.inode_number}: unknown type {kind}")
+    layout, header = _INODES[kind]
+    if layout.size != _BASE_INODE.size:
+        data_block, data_offset, data = fs._read_metadata(block, inode.offset, layout.size)
+    # dissect's cached properties, as INode._metadata sets them
+    inode.__dict__.update(header=header._make(layout.unpack(data)), data_block=data_block, data_offset=data_offset)
+
+
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
@@ -231,7 +300,8 @@ class _Fs(Filesystem):
         return (ref.block, ref.offset)  # type: ignore[attr-defined]
 
     def listdir(self, ref: object) -> list[tuple[str, Node, object]]:
-        return [(child.name, self._node(child), child) for child in ref.iterdir()]  # type: ignore[attr-defined]
+        assert isinstance(ref, INode)  # noqa: S101 - directory handles are dissect's inodes
+        return [(child.name, self._node(child), child) for child in _children(self.fs, ref)]
 
     def open_file(self, ref: object) -> BinaryIO:
         return _FileStream(ref)
