@@ -125,12 +125,15 @@ class _DataFile(Filesystem):
 class _Engine:
     def __init__(self, handlers: Sequence[Handler], limits: Limits, name: str) -> None:
         self.handlers = [(h, re.compile(b"|".join(h.PATTERNS), re.DOTALL)) for h in handlers]
-        # one expression per pattern: each has a literal start that re finds fast, where one alternation
-        # of all of them is tried at every byte (three times slower on a kernel)
-        self.finders = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
+        # one search per pattern, for its longest literal part (re finds a literal fast, where one
+        # alternation of all patterns is tried at every byte: three times slower on a kernel); a
+        # pattern whose literal part comes after its start (yaffs2's object id, "TP-LINK" after
+        # a common \0\0\0) is looked for by that part, and its start is that many bytes before
+        self.finders = [_finder(p) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
         # a quick first test of a file's head: one expression for every magic at offset 0 (a match
         # at one position, not a search, so one alternation is fast), then the few at other offsets
-        self.any_magic = re.compile(b"|".join(p for h in handlers if not h.OFFSET for p in h.PATTERNS), re.DOTALL)
+        at_start = [p for h in handlers if not h.OFFSET for p in h.PATTERNS]
+        self.any_magic = re.compile(b"|".join(at_start) if at_start else b"(?!)", re.DOTALL)
         self.offset_handlers = [(h, pattern) for h, pattern in self.handlers if h.OFFSET]
         self._pool: ThreadPoolExecutor | None = None
         self.budget = Budget(limits)
@@ -210,9 +213,10 @@ class _Engine:
 
     def _search(self, data: memoryview, i: int, start: int) -> tuple[int, int, int] | None:
         end = min(len(data), start + _WINDOW)
-        m = self.finders[i].search(data, start, min(len(data), end + _LONGEST_MAGIC))
+        finder, back = self.finders[i]
+        m = finder.search(data, start + back, min(len(data), end + back + _LONGEST_MAGIC))
         if m is not None:
-            return m.start(), _MATCH, i
+            return m.start() - back, _MATCH, i  # a candidate: _identify matches the patterns there
         return (end, _RESUME, i) if end < len(data) else None
 
     def _expand(self, handler: Handler, chunk: Chunk, chain: str, depth: int) -> None:
@@ -302,24 +306,64 @@ class _Engine:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    def _has_magic(self, head: bytes) -> bool:
+        """Whether any handler's pattern matches ``head`` where that handler's magic sits."""
+        return self.any_magic.match(head) is not None or any(p.match(head, h.OFFSET) for h, p in self.offset_handlers)
+
     def _sniff(self, path: str, node: Node, head: bytes | Exception) -> bool:
         """Whether a file not named as an image is one, from its first bytes (see `_nested_files`)."""
         if isinstance(head, LimitError):
             raise head
         if isinstance(head, Exception):
             return False  # a file that cannot be read is reported by whoever reads it whole
-        if self.any_magic.match(head) is not None or any(p.match(head, h.OFFSET) for h, p in self.offset_handlers):
+        if self._has_magic(head):
             matched = [handler for handler, pattern in self.handlers if pattern.match(head, handler.OFFSET)]
             for handler in matched:
                 inner = handler.peek(head, _HEAD)
                 # a container, or a compressed stream of one (not a gzip'd changelog)
-                if inner is None or any(pattern.match(inner, h.OFFSET) for h, pattern in self.handlers):
+                if inner is None or self._has_magic(inner):
                     return True
             if matched:
                 return False
         if head.startswith(_KNOWN_TYPES) or b"\0" not in head:
             return False  # a program, a picture ... or text (no NUL in its first block)
         return node.size >= _CARVE_SIZE or path.startswith(_FIRMWARE_DIRS)
+
+
+_MIN_ANCHOR = 4
+_REPEATS = (b"?", b"*", b"+", b"{")
+# The parts of a pattern _finder understands: a byte as \xHH or as itself, any byte, a class of bytes;
+# each perhaps repeated {n} times.
+_ATOM = re.compile(
+    rb"(?:\\x([0-9a-fA-F]{2})|([^\\.\[\]()|?*+{}^$])|(\.|\[(?:\\x[0-9a-fA-F]{2}|[^\]\\])+\]))(?:\{(\d+)\})?"
+)
+
+
+def _finder(pattern: bytes) -> tuple[re.Pattern[bytes], int]:
+    """What to search for to find ``pattern``, and how far after the pattern's start it lies.
+
+    That is the longest run of literal bytes at a fixed distance from the start, when it does not
+    start the pattern (a literal start is what re finds fast by itself); else the pattern itself.
+    Only simple patterns are looked into: bytes, ``.``, classes and ``{n}``, up to anything else.
+    """
+    best, best_at = b"", 0
+    run, run_at, at, pos = b"", 0, 0, 0
+    while (m := _ATOM.match(pattern, pos)) is not None and pattern[m.end() : m.end() + 1] not in _REPEATS:
+        hexbyte, char, wildcard, times = m.groups()
+        width = int(times) if times else 1
+        if wildcard or times:
+            run = b""
+        else:
+            if not run:
+                run_at = at
+            run += bytes([int(hexbyte, 16)]) if hexbyte else char
+            if len(run) > len(best):
+                best, best_at = run, run_at
+        at += width
+        pos = m.end()
+    if best_at == 0 or len(best) < _MIN_ANCHOR or b"|" in pattern:
+        return re.compile(pattern, re.DOTALL), 0
+    return re.compile(re.escape(best)), best_at
 
 
 def _read_heads(fs: Filesystem, refs: list[object]) -> list[bytes | Exception]:
