@@ -4,32 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from nospy.agreement import Agreement
 
-
-class _LazyConsole:
-    """A rich `Console` made on first use: importing rich takes longer than ``nospy ls --format json``
-    spends on a small image, and most runs of a command that prints JSON never need it."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console  # noqa: PLC0415 - the point of this class
-
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
-
-
-console = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
-err_console = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class TextOrJson(StrEnum):

@@ -7,6 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from nospy.cli._common import err_console
 from nospy.firmware.unpack import Limits, open_image
@@ -46,8 +47,6 @@ def ls(
     if fmt is ListFormat.JSON:
         sys.stdout.write(listing.to_json(indent=1) + "\n")
     else:
-        from rich.markup import escape  # noqa: PLC0415 - rich loads only when there is something to print
-
         sys.stdout.write(_table(listing))
         for issue in listing.issues:
             where = f" at {issue.offset:#x}" if issue.offset is not None else ""
