@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
+import random
 import re
+import socket
+import subprocess
+from pathlib import Path
 
 import pytest
+from dissect.squashfs import SquashFS
+from dissect.squashfs.squashfs import INode
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.firmware.unpack.handlers.squashfs import _VendorLzma
+from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _VendorLzma
+from nospy.firmware.unpack.image import _finder
 from nospy.firmware.unpack.limits import Budget, Limits
 
 
@@ -81,3 +89,98 @@ def test_vendor_lzma_framings(framing: str) -> None:
     dec = _VendorLzma()
     assert dec.decompress(block, len(data)) == data
     assert dec.decompress(block, len(data)) == data  # the framing found first is kept
+
+
+def _inodes_as_dissect_reads_them(fs: SquashFS, inodes: list[INode]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for inode in inodes:
+        fields = _INODES[inode.header.inode_type][1]._fields
+        header = tuple(getattr(inode.header, f) for f in fields)
+        extra = inode.block_list if inode.is_file() else inode.link if inode.is_symlink() else None
+        out.append((inode.name, inode.block, inode.offset, inode.inode_number, inode.mode, header, extra))
+    return out
+
+
+def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path, shared: Path) -> None:
+    root = tmp_path / "root"
+    (root / "big").mkdir(parents=True)
+    for i in range(400):  # a directory larger than one metadata block: an extended directory inode
+        (root / "big" / f"a-file-with-a-rather-long-name-{i:04d}").write_bytes(b"x" * i)
+    (root / "hard").write_bytes(b"linked")
+    os.link(root / "hard", root / "hard2")  # hard links: extended file inodes
+    (root / "link").symlink_to("big/a-file-with-a-rather-long-name-0001")
+    (root / "huge").write_bytes(os.urandom(300_000))  # full blocks and a fragment
+    os.mkfifo(root / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "socket"))
+    image = tmp_path / "types.sqfs"
+    devices = ["dev d 755 0 0", "dev/console c 600 0 0 5 1", "dev/sda b 660 0 6 8 0"]
+    subprocess.run(
+        ["mksquashfs", root, image, "-noappend", "-quiet", "-no-progress", *(a for d in devices for a in ("-p", d))],
+        check=True,
+    )
+    for path in (image, shared / "firmware" / "trendnet-tew733gr-rootfs.squashfs"):
+        chunk = Squashfs4().identify(memoryview(path.read_bytes()), 0, base.Context(budget=_budget(), chain="t"))
+        assert chunk is not None and chunk.filesystem is not None
+        fs = chunk.filesystem.fs  # type: ignore[attr-defined]
+        kinds = set()
+        todo = [fs.root]
+        while todo:
+            directory = todo.pop()
+            ours, theirs = _children(fs, directory), list(directory.iterdir())
+            assert _inodes_as_dissect_reads_them(fs, ours) == _inodes_as_dissect_reads_them(fs, theirs)
+            kinds |= {c.header.inode_type for c in ours}
+            todo += [c for c in theirs if c.is_dir()]
+        if path == image:
+            assert kinds == set(range(1, 10)), kinds  # every basic type, extended directories and files
+
+
+@pytest.mark.parametrize(
+    ("pattern", "anchor", "back"),
+    [
+        (rb"[\x01-\x05]\x00\x00\x00\x01\x00\x00\x00\xff\xff", b"\x00\x00\x00\x01\x00\x00\x00\xff\xff", 1),
+        (rb"\x00\x00\x00[\x01\x02]TP-LINK Technologies\x00", b"TP-LINK Technologies\x00", 4),
+        (rb"x.bcdefgh?", b"bcdefg", 2),  # an optional byte is not part of the anchor
+        (rb"hsqs.{24}[\x01-\x04]\x00", None, 0),  # a literal start: re finds it by itself
+        (rb"abc[x]defgh|zzzzzzzz", None, 0),  # an alternative: no single anchor
+        (rb"a?bcdefgh", None, 0),
+    ],
+)
+def test_magic_search_anchors(pattern: bytes, anchor: bytes | None, back: int) -> None:
+    finder, at = _finder(pattern)
+    assert at == back
+    assert finder.pattern == (pattern if anchor is None else re.escape(anchor))
+
+
+# For every pattern searched by an anchor: a match, and a decoy (the anchor without the right bytes before it).
+_ANCHORED_EXAMPLES = {
+    "tplink": (b"\x00\x00\x00\x02TP-LINK Technologies\x00", b"\x00\x00\x01\x02TP-LINK Technologies\x00"),
+    "cramfs": (
+        b"\x45\x3d\xcd\x28" + bytes(12) + b"Compressed ROMFS",
+        b"\x28\xcd\x3d\x45" + bytes(12) + b"Compressed ROMFS",
+        b"\x45\x3d\xcd\x29" + bytes(12) + b"Compressed ROMFS",
+    ),
+    "yaffs2": (b"\x03\x00\x00\x00\x01\x00\x00\x00\xff\xff", b"\x09\x00\x00\x00\x01\x00\x00\x00\xff\xff"),
+    "bzip2": (b"BZh91AY&SY", b"BZh01AY&SY"),
+}
+
+
+def test_magic_search_by_anchor_finds_what_the_pattern_finds() -> None:
+    anchored = {h.NAME for h in HANDLERS for p in h.PATTERNS if _finder(p)[1]}
+    assert anchored == set(_ANCHORED_EXAMPLES)
+    rng = random.Random(3)  # noqa: S311 - reproducible test data, not cryptography
+    for handler in HANDLERS:
+        if handler.NAME not in anchored:
+            continue
+        data = bytearray(rng.choice(b"\x00\x00\x00\x01\x02\xff") for _ in range(50_000))
+        for example in _ANCHORED_EXAMPLES[handler.NAME]:
+            for _ in range(5):
+                pos = rng.randrange(len(data) - len(example))
+                data[pos : pos + len(example)] = example
+        for pattern in handler.PATTERNS:
+            whole = re.compile(pattern, re.DOTALL)
+            finder, back = _finder(pattern)
+            expected = [i for i in range(len(data)) if whole.match(data, i)]
+            candidates = [m.start() - back for m in finder.finditer(data) if m.start() >= back]
+            assert expected, pattern
+            assert [i for i in candidates if whole.match(data, i)] == expected, pattern

@@ -136,8 +136,27 @@ def test_limits_flags(rootfs: Path, workdir: Path, capsys: pytest.CaptureFixture
     assert run(["ls", str(image), "--max-bytes", "100000"]) == 0
     assert "unpacked-bytes limit of 100000 bytes reached" in capsys.readouterr().err
     assert run(["ls", str(image), "--max-depth", "0"]) == 2  # bad usage
+    assert "error: max_depth: must be from 1 to 64, not 0" in capsys.readouterr().err
     assert run(["ls", str(workdir / "missing.bin")]) == 2
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_bytes": 0}, "max_bytes: must be at least 1, not 0"),
+        ({"max_bytes": 1.5}, "max_bytes: must be a whole number, not 1.5"),
+        ({"max_depth": 65}, "max_depth: must be from 1 to 64, not 65"),
+        ({"max_ratio": 1}, "max_ratio: must be a number greater than 1, not 1"),
+        ({"max_ratio": float("nan")}, "max_ratio: must be a number greater than 1, not nan"),
+        ({"timeout": 0}, "timeout: must be a finite number of seconds greater than 0, not 0"),
+        ({"timeout": float("inf")}, "timeout: must be a finite number of seconds greater than 0, not inf"),
+    ],
+)
+def test_bad_limit_values_are_input_errors(values: dict[str, float], message: str) -> None:
+    with pytest.raises(InputError) as info:
+        Limits(**values)  # type: ignore[arg-type]
+    assert str(info.value) == message
 
 
 def test_names_that_are_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

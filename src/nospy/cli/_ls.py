@@ -45,7 +45,7 @@ def ls(
     tree = open_image(image, limits)
     listing = list_tree(tree, image, tree.root_chain)
     if fmt is ListFormat.JSON:
-        sys.stdout.write(listing.model_dump_json(indent=1) + "\n")
+        sys.stdout.write(listing.to_json(indent=1) + "\n")
     else:
         sys.stdout.write(_table(listing))
         for issue in listing.issues:

@@ -18,7 +18,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar, cast
+from typing import Any, BinaryIO, ClassVar, Literal, cast
 
 from nospy.errors import InputError
 from nospy.firmware.tree import EntryType, TreeIssue
@@ -33,6 +33,7 @@ __all__ = [
     "FormatError",
     "Handler",
     "Node",
+    "Structs",
     "ViewIO",
     "mode_type",
 ]
@@ -40,6 +41,26 @@ __all__ = [
 
 class FormatError(InputError):
     """The bytes do not follow the format a handler expected."""
+
+
+class Structs:
+    """C struct declarations, compiled by ``dissect.cstruct`` when a handler first reads one.
+
+    Compiling takes milliseconds per declaration and most images hold a few of the formats: a
+    command that lists one image should not pay for all of them when it starts.
+    """
+
+    def __init__(self, endian: Literal["<", ">"], definitions: str) -> None:
+        self._endian = endian
+        self._definitions = definitions
+        self._compiled: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._compiled is None:
+            from dissect.cstruct import cstruct  # noqa: PLC0415 - the point of this class
+
+            self._compiled = cstruct(endian=self._endian).load(self._definitions)
+        return getattr(self._compiled, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,13 @@ import heapq
 import inspect
 import io
 import mmap
+import os
 import posixpath
 import re
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -70,6 +72,9 @@ _MIN_NESTED = 64
 # What a filesystem's file shows of itself before it is unpacked: tar's magic sits at 257 and ext's at
 # 1080, and reading less than a block costs the same as reading the block.
 _HEAD = 4096
+# Threads reading files' first bytes ahead of the magic checks.
+_READ_THREADS = 4
+_BATCH = 16
 # Files searched for containers at every offset (carved) although nothing is found at their start:
 # vendor blobs under a firmware folder, and large files of no known type.
 _FIRMWARE_DIRS = ("/lib/firmware/", "/usr/lib/firmware/", "/etc/firmware/", "/firmware/")
@@ -120,9 +125,17 @@ class _DataFile(Filesystem):
 class _Engine:
     def __init__(self, handlers: Sequence[Handler], limits: Limits, name: str) -> None:
         self.handlers = [(h, re.compile(b"|".join(h.PATTERNS), re.DOTALL)) for h in handlers]
-        # one expression per pattern: each has a literal start that re finds fast, where one alternation
-        # of all of them is tried at every byte (three times slower on a kernel)
-        self.finders = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
+        # one search per pattern, for its longest literal part (re finds a literal fast, where one
+        # alternation of all patterns is tried at every byte: three times slower on a kernel); a
+        # pattern whose literal part comes after its start (yaffs2's object id, "TP-LINK" after
+        # a common \0\0\0) is looked for by that part, and its start is that many bytes before
+        self.finders = [_finder(p) for p in dict.fromkeys(p for h in handlers for p in h.PATTERNS)]
+        # a quick first test of a file's head: one expression for every magic at offset 0 (a match
+        # at one position, not a search, so one alternation is fast), then the few at other offsets
+        at_start = [p for h in handlers if not h.OFFSET for p in h.PATTERNS]
+        self.any_magic = re.compile(b"|".join(at_start) if at_start else b"(?!)", re.DOTALL)
+        self.offset_handlers = [(h, pattern) for h, pattern in self.handlers if h.OFFSET]
+        self._pool: ThreadPoolExecutor | None = None
         self.budget = Budget(limits)
         self.name = name
         self.issues: list[TreeIssue] = []
@@ -200,9 +213,10 @@ class _Engine:
 
     def _search(self, data: memoryview, i: int, start: int) -> tuple[int, int, int] | None:
         end = min(len(data), start + _WINDOW)
-        m = self.finders[i].search(data, start, min(len(data), end + _LONGEST_MAGIC))
+        finder, back = self.finders[i]
+        m = finder.search(data, start + back, min(len(data), end + back + _LONGEST_MAGIC))
         if m is not None:
-            return m.start(), _MATCH, i
+            return m.start() - back, _MATCH, i  # a candidate: _identify matches the patterns there
         return (end, _RESUME, i) if end < len(data) else None
 
     def _expand(self, handler: Handler, chunk: Chunk, chain: str, depth: int) -> None:
@@ -237,51 +251,132 @@ class _Engine:
         filesystem or archive is inside; a mere compressed stream (the gzip'd documentation of a Debian
         root filesystem) is not added to the tree.
         """
-        for path, node, ref in nodes:
-            if node.type is not EntryType.FILE or node.size < _MIN_NESTED:
-                continue
-            named = _NESTED_NAME.search(posixpath.basename(path)) is not None
-            if not named and not self._sniff(fs, path, node, ref):
-                continue
-            fchain = f"{chain}!{path}"
-            if depth + 1 > self.budget.limits.max_depth:
-                self.issue(fchain, None, f"nesting depth limit of {self.budget.limits.max_depth} reached: not unpacked")
-                continue
-            try:
-                self.budget.charge(node.size)
-                with fs.open_file(ref) as fh:
-                    data = fh.read()
-            except LimitError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
-                self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
-                continue
-            mounts, blobs = len(self.mounts), len(self.blobs)
-            self.scan(memoryview(data), fchain, depth + 1)
-            if not named and len(self.mounts) == mounts:
-                del self.blobs[blobs:]
-
-    def _sniff(self, fs: Filesystem, path: str, node: Node, ref: object) -> bool:
-        """Whether a file not named as an image is one, from its first bytes (see `_nested_files`)."""
-        self.budget.check_time()
+        files = [(p, n, r) for p, n, r in nodes if n.type is EntryType.FILE and n.size >= _MIN_NESTED]
+        named = [_NESTED_NAME.search(posixpath.basename(p)) is not None for p, _, _ in files]
+        heads = self._heads(fs, [r for (_, _, r), by_name in zip(files, named, strict=True) if not by_name])
         try:
-            with fs.open_file(ref) as fh:
-                head = fh.read(_HEAD)
-        except LimitError:
-            raise
-        except Exception:  # noqa: BLE001 - a file that cannot be read is reported by whoever reads it whole
-            return False
-        matched = [handler for handler, pattern in self.handlers if pattern.match(head, handler.OFFSET)]
-        for handler in matched:
-            inner = handler.peek(head, _HEAD)
-            # a container, or a compressed stream of one (not a gzip'd changelog)
-            if inner is None or any(pattern.match(inner, h.OFFSET) for h, pattern in self.handlers):
-                return True
-        if matched:
-            return False
+            for (path, node, ref), by_name in zip(files, named, strict=True):
+                if not by_name and not self._sniff(path, node, next(heads)):
+                    continue
+                fchain = f"{chain}!{path}"
+                if depth + 1 > self.budget.limits.max_depth:
+                    limit = self.budget.limits.max_depth
+                    self.issue(fchain, None, f"nesting depth limit of {limit} reached: not unpacked")
+                    continue
+                try:
+                    self.budget.charge(node.size)
+                    with fs.open_file(ref) as fh:
+                        data = fh.read()
+                except LimitError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
+                    self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
+                    continue
+                mounts, blobs = len(self.mounts), len(self.blobs)
+                self.scan(memoryview(data), fchain, depth + 1)
+                if not by_name and len(self.mounts) == mounts:
+                    del self.blobs[blobs:]
+        finally:
+            heads.close()
+
+    def _heads(self, fs: Filesystem, refs: list[object]) -> Generator[bytes | Exception, None, None]:
+        """The first `_HEAD` bytes of each file (or why it could not be read), in order, read ahead.
+
+        Reading a file's first bytes decompresses its first block (or its fragment): a few threads
+        do that while this one matches magics, since decompression releases the GIL. The blocks stay
+        in the filesystem's cache for whoever reads the file whole later (the listing's hashes).
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1))
+        # a few files per task: thousands of small files would otherwise cost more in task hand-over
+        futures = [self._pool.submit(_read_heads, fs, refs[i : i + _BATCH]) for i in range(0, len(refs), _BATCH)]
+        try:
+            for future in futures:
+                # waiting in this thread, which the watchdog's alarm interrupts
+                for head in future.result():
+                    self.budget.check_time()
+                    yield head
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the reader threads; heads not read yet are not read."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _has_magic(self, head: bytes) -> bool:
+        """Whether any handler's pattern matches ``head`` where that handler's magic sits."""
+        return self.any_magic.match(head) is not None or any(p.match(head, h.OFFSET) for h, p in self.offset_handlers)
+
+    def _sniff(self, path: str, node: Node, head: bytes | Exception) -> bool:
+        """Whether a file not named as an image is one, from its first bytes (see `_nested_files`)."""
+        if isinstance(head, LimitError):
+            raise head
+        if isinstance(head, Exception):
+            return False  # a file that cannot be read is reported by whoever reads it whole
+        if self._has_magic(head):
+            matched = [handler for handler, pattern in self.handlers if pattern.match(head, handler.OFFSET)]
+            for handler in matched:
+                inner = handler.peek(head, _HEAD)
+                # a container, or a compressed stream of one (not a gzip'd changelog)
+                if inner is None or self._has_magic(inner):
+                    return True
+            if matched:
+                return False
         if head.startswith(_KNOWN_TYPES) or b"\0" not in head:
             return False  # a program, a picture ... or text (no NUL in its first block)
         return node.size >= _CARVE_SIZE or path.startswith(_FIRMWARE_DIRS)
+
+
+_MIN_ANCHOR = 4
+_REPEATS = (b"?", b"*", b"+", b"{")
+# The parts of a pattern _finder understands: a byte as \xHH or as itself, any byte, a class of bytes;
+# each perhaps repeated {n} times.
+_ATOM = re.compile(
+    rb"(?:\\x([0-9a-fA-F]{2})|([^\\.\[\]()|?*+{}^$])|(\.|\[(?:\\x[0-9a-fA-F]{2}|[^\]\\])+\]))(?:\{(\d+)\})?"
+)
+
+
+def _finder(pattern: bytes) -> tuple[re.Pattern[bytes], int]:
+    """What to search for to find ``pattern``, and how far after the pattern's start it lies.
+
+    That is the longest run of literal bytes at a fixed distance from the start, when it does not
+    start the pattern (a literal start is what re finds fast by itself); else the pattern itself.
+    Only simple patterns are looked into: bytes, ``.``, classes and ``{n}``, up to anything else.
+    """
+    best, best_at = b"", 0
+    run, run_at, at, pos = b"", 0, 0, 0
+    while (m := _ATOM.match(pattern, pos)) is not None and pattern[m.end() : m.end() + 1] not in _REPEATS:
+        hexbyte, char, wildcard, times = m.groups()
+        width = int(times) if times else 1
+        if wildcard or times:
+            run = b""
+        else:
+            if not run:
+                run_at = at
+            run += bytes([int(hexbyte, 16)]) if hexbyte else char
+            if len(run) > len(best):
+                best, best_at = run, run_at
+        at += width
+        pos = m.end()
+    if best_at == 0 or len(best) < _MIN_ANCHOR or b"|" in pattern:
+        return re.compile(pattern, re.DOTALL), 0
+    return re.compile(re.escape(best)), best_at
+
+
+def _read_heads(fs: Filesystem, refs: list[object]) -> list[bytes | Exception]:
+    heads: list[bytes | Exception] = []
+    for ref in refs:
+        try:
+            with fs.open_file(ref) as fh:
+                heads.append(fh.read(_HEAD))
+        except Exception as exc:  # noqa: BLE001 - handed to the engine's thread, which decides
+            heads.append(exc)
+            if isinstance(exc, LimitError):
+                break
+    return heads
 
 
 def _chain_path(chain: str) -> str:
@@ -453,6 +548,8 @@ def open_data(
     except LimitError as exc:
         stopped = True
         engine.issue(name, None, f"{exc}: the rest of the image was not unpacked")
+    finally:
+        engine.close()
     if not engine.mounts and not engine.blobs:
         found = "nothing unpacked within the limits" if stopped else "no known container or filesystem found"
         engine.issue(name, None, f"{found}: the image is shown as one file")

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import re
 
-import libarchive
-from dissect.cstruct import cstruct
-
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack.base import Chunk, Context, FlatFilesystem, FormatError, Handler, Node, mode_type
+from nospy.firmware.unpack.base import Chunk, Context, FlatFilesystem, FormatError, Handler, Node, Structs, mode_type
 
 __all__ = ["Cpio", "SevenZip", "Tar", "Zip"]
 
-_C = cstruct(endian="<").load("""
+_C = Structs(
+    "<",
+    """
 struct zip_eocd {
     char    magic[4];
     uint16  disk;
@@ -74,7 +73,8 @@ struct cpio_odc {
     char    namesize[6];
     char    filesize[11];
 };
-""")
+""",
+)
 _EOCD = re.compile(rb"PK\x05\x06")
 _BLOCK = 512
 
@@ -88,6 +88,8 @@ def _text(value: str | bytes | None) -> str:
 
 def read_members(raw: bytes, ctx: Context, offset: int) -> FlatFilesystem:
     """Every member of the archive ``raw`` into a flat filesystem, contents in memory (charged)."""
+    import libarchive  # noqa: PLC0415 - loaded when an image holds an archive (see Structs)
+
     fs = FlatFilesystem()
     members: dict[str, tuple[Node, bytes]] = {}
     try:

@@ -23,13 +23,18 @@ import re
 import stat
 from typing import Any, BinaryIO, ClassVar, Literal
 
-from dissect.cramfs import CramFS
-from dissect.cstruct import cstruct
-from dissect.extfs import ExtFS
-from dissect.jffs import JFFS2
-
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, ViewIO, mode_type
+from nospy.firmware.unpack.base import (
+    Chunk,
+    Context,
+    Filesystem,
+    FormatError,
+    Handler,
+    Node,
+    Structs,
+    ViewIO,
+    mode_type,
+)
 
 __all__ = ["Cramfs", "Ext", "Jffs2", "Romfs"]
 
@@ -77,8 +82,8 @@ struct raw_inode {
     uint8 compr; uint8 usercompr; uint16 flags; uint32 data_crc; uint32 node_crc;
 };
 """
-_J_LE = cstruct(endian="<").load(_JFFS2_DEFS)
-_J_BE = cstruct(endian=">").load(_JFFS2_DEFS)
+_J_LE = Structs("<", _JFFS2_DEFS)
+_J_BE = Structs(">", _JFFS2_DEFS)
 _JFFS2_MAGIC = 0x1985
 _DIRENT, _INODE = 0xE001, 0xE002
 _NODE_LE = re.compile(rb"\x85\x19[\x01-\x09][\x20\xe0]")
@@ -138,6 +143,8 @@ class Jffs2(Handler):
                 out[rel : rel + size] = _swap(getattr(_J_BE, kind), getattr(_J_LE, kind), bytes(out[rel : rel + size]))
             ctx.budget.charge(len(out))
             view = memoryview(bytes(out))
+        from dissect.jffs import JFFS2  # noqa: PLC0415 - loaded when an image holds one (see Structs)
+
         fs = JFFS2(ViewIO(view))
         return Chunk(offset, end, filesystem=_Jffs2Fs(fs.root), label="jffs2-be" if big else "jffs2")
 
@@ -195,6 +202,8 @@ class Ext(Handler):
         end = offset + blocks * (1024 << log_block)
         if end > len(data):
             raise FormatError(f"truncated: {end - offset} bytes declared, {len(data) - offset} present")
+        from dissect.extfs import ExtFS  # noqa: PLC0415 - loaded when an image holds one (see Structs)
+
         fs = ExtFS(ViewIO(data[offset:end]))
         return Chunk(
             offset, end, filesystem=_ExtFs(fs.root), label={2: "ext2", 3: "ext3", 4: "ext4"}.get(fs.type, "ext")
@@ -290,16 +299,21 @@ class Cramfs(Handler):
         if size < 76 or end > len(data):
             raise FormatError(f"bad or truncated size {size}")
         view = data[offset:end]
+        from dissect.cramfs import CramFS  # noqa: PLC0415 - loaded when an image holds one (see Structs)
+
         fs = CramFS(ViewIO(memoryview(_cramfs_to_le(view, ctx)) if big else view))
         return Chunk(offset, end, filesystem=_CramFs(fs.root), label="cramfs-be" if big else None)
 
 
 # --- romfs -------------------------------------------------------------------------------------
 
-_ROMFS = cstruct(endian=">").load("""
+_ROMFS = Structs(
+    ">",
+    """
 struct romfs_super { char magic[8]; uint32 full_size; uint32 checksum; };
 struct romfs_inode { uint32 next; uint32 spec; uint32 size; uint32 checksum; };
-""")
+""",
+)
 # romfs.rst: the low 3 bits of ``next`` are the type, bit 3 the executable flag
 _ROMFS_TYPES = {
     0: EntryType.FILE,  # hard link: resolved to its target below

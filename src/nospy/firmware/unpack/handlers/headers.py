@@ -27,14 +27,14 @@ import itertools
 import lzma
 import zlib
 
-from dissect.cstruct import cstruct
-
-from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler
+from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler, Structs
 from nospy.firmware.unpack.handlers.streams import decode_stream
 
 __all__ = ["Chk", "Fit", "Seama", "TpLink", "Trx", "UImage"]
 
-_C = cstruct(endian=">").load("""
+_C = Structs(
+    ">",
+    """
 struct uimage_header {
     uint32  ih_magic;
     uint32  ih_hcrc;
@@ -104,8 +104,11 @@ struct tplink_header {
     uint32  boot_ofs;
     uint32  boot_len;
 };
-""")
-_L = cstruct(endian="<").load("""
+""",
+)
+_L = Structs(
+    "<",
+    """
 struct trx_header {
     char    magic[4];
     uint32  len;
@@ -114,7 +117,8 @@ struct trx_header {
     uint16  version;
     uint32  offsets[4];
 };
-""")
+""",
+)
 
 _UIMAGE_MULTI = 4
 _IH_COMP_LZMA = 3  # image.h: IH_COMP_LZMA

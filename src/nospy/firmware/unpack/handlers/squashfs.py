@@ -16,14 +16,30 @@ from __future__ import annotations
 
 import lzma
 import stat
-from typing import BinaryIO, ClassVar
+import struct
+import threading
+from collections import OrderedDict, namedtuple
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, BinaryIO, ClassVar
 
-from dissect.cstruct import cstruct
 from dissect.squashfs import SquashFS
-from dissect.squashfs.squashfs import FileStream
+from dissect.squashfs.c_squashfs import INODE_STRUCT_MAP, c_squashfs
+from dissect.squashfs.exceptions import NotADirectoryError as NotADirectory
+from dissect.squashfs.squashfs import FileStream, INode
 
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, ViewIO, mode_type
+from nospy.firmware.unpack.base import (
+    Chunk,
+    Context,
+    Filesystem,
+    FormatError,
+    Handler,
+    Node,
+    Structs,
+    ViewIO,
+    mode_type,
+)
 from nospy.firmware.unpack.limits import Budget
 
 _DEFS = """
@@ -49,13 +65,14 @@ struct super_block {
     uint64   lookup_table_start;
 };
 """
-_LE = cstruct(endian="<").load(_DEFS)
-_BE = cstruct(endian=">").load(_DEFS)
+_LE = Structs("<", _DEFS)
+_BE = Structs(">", _DEFS)
 _LE_MAGICS = (b"hsqs", b"shsq", b"hsqt")
 _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _XZ_ID = 4
+_CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
 
 
 class _StrictIO(ViewIO):
@@ -150,9 +167,123 @@ class _FileStream(FileStream):  # type: ignore[misc]
         return b"".join(result)
 
 
+class _SharedBlocks:
+    """dissect's block cache made safe to share: a block that several threads want at once is
+    decompressed once, by the first; the others wait for it.
+
+    dissect wraps ``_read_block`` in ``functools.lru_cache``, which lets every thread that misses
+    decompress the block itself; small files share fragment blocks, so the threads that read files
+    ahead (the magic checks, the listing's hashes) would decompress each fragment block several times.
+    """
+
+    def __init__(self, read: Callable[[int, int | None], tuple[int, bytes]], size: int = _CACHE_BYTES) -> None:
+        self._read = read
+        self._size = size
+        self._held = 0
+        self._done: OrderedDict[tuple[int, int | None], tuple[int, bytes]] = OrderedDict()
+        self._pending: dict[tuple[int, int | None], Future[tuple[int, bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, block: int, length: int | None = None) -> tuple[int, bytes]:
+        key = (block, length)
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self._done.move_to_end(key)
+                return done
+            pending = self._pending.get(key)
+            if pending is None:
+                mine: Future[tuple[int, bytes]] = Future()
+                self._pending[key] = mine
+        if pending is not None:
+            return pending.result()
+        try:
+            result = self._read(block, length)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[key]
+            self._done[key] = result
+            self._held += len(result[1])
+            while self._held > self._size and len(self._done) > 1:
+                self._held -= len(self._done.popitem(last=False)[1][1])
+        mine.set_result(result)
+        return result
+
+
+def _unpacker(declared: Any) -> tuple[struct.Struct, Any]:
+    """dissect's C declaration of a squashfs header as a `struct.Struct` and a named tuple of its fields.
+
+    dissect.cstruct builds an object per header it parses (tens of microseconds); directories and
+    inodes are parsed here in bulk from the same declarations, so the walk costs what its I/O costs.
+    """
+    names = [name for name, f in declared.fields.items() if f.type.size]  # not the trailing name[0]/block_list[0]
+    layout = struct.Struct("<" + "".join(declared.fields[name].type.packchar for name in names))
+    if layout.size != len(declared):
+        raise TypeError(f"{declared.__name__} is not a packed run of integers")
+    return layout, namedtuple(declared.__name__, names)
+
+
+_DIR_HEADER, _ = _unpacker(c_squashfs.squashfs_dir_header)
+_DIR_ENTRY, _ = _unpacker(c_squashfs.squashfs_dir_entry)
+_BASE_INODE, _ = _unpacker(c_squashfs.squashfs_base_inode_header)
+_INODES = {kind: _unpacker(declared) for kind, declared in INODE_STRUCT_MAP.items()}
+
+
+def _children(fs: SquashFS, parent: INode) -> list[INode]:
+    """The children of directory ``parent``, as dissect's ``INode.iterdir`` gives them, with their
+    inode headers already read (what ``INode._metadata`` would read for each one later)."""
+    if not parent.is_dir():
+        raise NotADirectory(f"{parent!r} is not a directory")
+    size: int = parent.size
+    start = fs.sb.directory_table_start + parent.header.start_block
+    offset: int = parent.header.offset
+    read = fs._read_metadata
+    children = []
+    done = 0
+    while done < size - 3:
+        start, offset, data = read(start, offset, _DIR_HEADER.size)
+        count, start_block, inode_number = _DIR_HEADER.unpack(data)
+        done += len(data)
+        for _ in range(count + 1):
+            start, offset, data = read(start, offset, _DIR_ENTRY.size)
+            entry_offset, entry_number, kind, name_size = _DIR_ENTRY.unpack(data)
+            done += len(data)
+            start, offset, name = read(start, offset, name_size + 1)
+            done += len(name)
+            child = fs.inode(
+                start_block,
+                entry_offset,
+                name.decode(errors="surrogateescape"),
+                kind,
+                inode_number + entry_number,
+                parent,
+            )
+            _read_inode(fs, child)
+            children.append(child)
+    return children
+
+
+def _read_inode(fs: SquashFS, inode: INode) -> None:
+    block = fs.sb.inode_table_start + inode.block
+    data_block, data_offset, data = fs._read_metadata(block, inode.offset, _BASE_INODE.size)
+    kind = _BASE_INODE.unpack(data)[0]
+    if kind not in _INODES:
+        raise FormatError(f"inode {inode.inode_number}: unknown type {kind}")
+    layout, header = _INODES[kind]
+    if layout.size != _BASE_INODE.size:
+        data_block, data_offset, data = fs._read_metadata(block, inode.offset, layout.size)
+    # dissect's cached properties, as INode._metadata sets them
+    inode.__dict__.update(header=header._make(layout.unpack(data)), data_block=data_block, data_offset=data_offset)
+
+
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
+        fs._read_block = _SharedBlocks(fs._read_block.__wrapped__)
 
     @staticmethod
     def _node(inode: object) -> Node:
@@ -169,7 +300,8 @@ class _Fs(Filesystem):
         return (ref.block, ref.offset)  # type: ignore[attr-defined]
 
     def listdir(self, ref: object) -> list[tuple[str, Node, object]]:
-        return [(child.name, self._node(child), child) for child in ref.iterdir()]  # type: ignore[attr-defined]
+        assert isinstance(ref, INode)  # noqa: S101 - directory handles are dissect's inodes
+        return [(child.name, self._node(child), child) for child in _children(self.fs, ref)]
 
     def open_file(self, ref: object) -> BinaryIO:
         return _FileStream(ref)

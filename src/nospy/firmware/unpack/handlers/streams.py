@@ -20,10 +20,9 @@ from typing import ClassVar, Protocol
 
 import lz4.frame
 from backports import zstd
-from dissect.cstruct import cstruct
 from lzallright import LZOCompressor
 
-from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler
+from nospy.firmware.unpack.base import Blob, Chunk, Context, FormatError, Handler, Structs
 from nospy.firmware.unpack.limits import LimitError
 
 __all__ = ["Bzip2", "Gzip", "Lz4", "Lzma", "Lzop", "Xz", "Zstd"]
@@ -182,7 +181,9 @@ class Lz4(_StreamHandler):
         return lz4.frame.LZ4FrameDecompressor()  # type: ignore[no-any-return]
 
 
-_LZOP = cstruct(endian=">").load("""
+_LZOP = Structs(
+    ">",
+    """
 struct lzop_head {
     char     magic[9];
     uint16   version;
@@ -192,7 +193,8 @@ struct lzop_head {
     uint8    level;
     uint32   flags;
 };
-""")
+""",
+)
 _F_ADLER32_D, _F_ADLER32_C, _F_H_FILTER, _F_CRC32_D, _F_CRC32_C = 0x1, 0x2, 0x800, 0x100, 0x200
 _LZOP_MAX_BLOCK = 64 << 20  # lzop's MAX_BLOCK_SIZE
 

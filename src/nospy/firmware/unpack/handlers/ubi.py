@@ -59,7 +59,8 @@ def _quiet(ctx: Context, offset: int) -> Iterator[None]:
     """ubi-reader prints its warnings and calls sys.exit on fatal ones: both become report entries."""
     out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out):
+        # the lock: files of another UBIFS may be read by threads meanwhile (see _UbifsFs.open_file)
+        with _STDOUT_LOCK, contextlib.redirect_stdout(out):
             yield
     except SystemExit as exc:
         raise FormatError(out.getvalue().strip().splitlines()[-1] if out.getvalue().strip() else "unreadable") from exc

@@ -18,14 +18,14 @@ import stat
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from dissect.cstruct import cstruct
-
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, mode_type
+from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Handler, Node, Structs, mode_type
 
 __all__ = ["Yaffs2"]
 
-_Y = cstruct(endian="<").load("""
+_Y = Structs(
+    "<",
+    """
 struct obj_hdr {
     uint32  type;
     uint32  parent_obj_id;
@@ -54,7 +54,8 @@ struct tags {
     uint32  chunk_id;
     uint32  n_bytes;
 };
-""")
+""",
+)
 _LAYOUTS = [(2048, 64), (4096, 128), (512, 16), (1024, 32), (8192, 256), (16384, 512)]
 _TAG_OFFSETS = (0, 2)
 _FILE, _SYMLINK, _DIR, _HARDLINK, _SPECIAL = 1, 2, 3, 4, 5
