@@ -2,9 +2,11 @@
 
 What is cached is what depends on bytes alone: one analyser's result on one file's content (YARA
 matches, endpoints, credentials, keys, ELF imports, component banners), one password hash's cracking,
-and a whole image's report. Results never hold where the content was found: each scan binds them
-again to the path and container chain of the file in the image it reads, so an unchanged file costs a
-hash and a dictionary look-up. Whole-tree reasoning (accounts, boot services, consoles) is recomputed:
+a whole image's report, and the content (SHA-256, size) that a file's stored form unpacks to, so a
+file that a new release stores as the release before did is known without decompressing it.
+Results never hold where the content was found: each scan binds them again to the path and container
+chain of the file in the image it reads, so an unchanged file costs a hash and a dictionary look-up
+(or, in squashfs, a hash of its stored bytes). Whole-tree reasoning (accounts, boot services, consoles) is recomputed:
 it reads a few small files.
 
 The analysis version of an analyser is a digest of nospy's version, the source of the modules the
@@ -50,6 +52,7 @@ ANALYSERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "listeners": (("listeners.py", "context.py"), ()),
     "components": (("components.py", "context.py"), ()),
     "crack": (("crack.py", "accounts.py"), ("data/default_credentials.json",)),
+    "scripts": (("accounts.py", "context.py"), ()),  # passwd lines that boot scripts write
     # a whole image's report: every module of the firmware stage and the report model
     "report": (("*",), ("backdoors", "data/default_credentials.json")),
 }
@@ -128,8 +131,8 @@ class ContentCache:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             engine, _ = db.connect(url)
-            # Alembic only when the cache's table is missing: loading it costs more than a cached scan
-            if migrate and not _retry(lambda: inspect(engine).has_table(db.Analysis.__tablename__)):
+            # Alembic only when the cache's newest table is missing: loading it costs more than a cached scan
+            if migrate and not _retry(lambda: inspect(engine).has_table(db.StoredContent.__tablename__)):
                 _retry(lambda: db.migrate(engine))
         except OperationalError as exc:
             raise InputError(f"content cache: cannot open the database: {exc.orig}") from None
@@ -161,21 +164,77 @@ class ContentCache:
                 out[(sha, analyser, version)] = result
         return out
 
-    def put_many(self, items: dict[tuple[str, str, str], str]) -> None:
-        """Store results; a key another process stored meanwhile is kept as it is (same inputs, same result)."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415 - see the module docstring
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+    def get_by_content(self, hashes: Iterable[str], analysers: dict[str, str]) -> dict[tuple[str, str, str], str]:
+        """Stored results (JSON text) of these contents by these analysers (name -> version), in a few queries."""
+        from sqlalchemy import select  # noqa: PLC0415 - see the module docstring
 
         from nospy.server import db  # noqa: PLC0415
 
-        if not items:
-            return
+        wanted = sorted(set(hashes))
+        versions = sorted(set(analysers.values()))
+        out: dict[tuple[str, str, str], str] = {}
+        t = db.Analysis.__table__
+        for i in range(0, len(wanted), _CHUNK):
+            query = select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
+                t.c.sha256.in_(wanted[i : i + _CHUNK]), t.c.version.in_(versions)
+            )
+
+            def run(q: Any = query) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(q))
+
+            for sha, analyser, version, result in _retry(run):
+                if analysers.get(analyser) == version:
+                    out[(sha, analyser, version)] = result
+        return out
+
+    def put_many(self, items: dict[tuple[str, str, str], str]) -> None:
+        """Store results; a key another process stored meanwhile is kept as it is (same inputs, same result)."""
+        from nospy.server import db  # noqa: PLC0415 - see the module docstring
+
         created = db.now()
         rows = [
             {"sha256": s, "analyser": a, "version": v, "result": r, "created": created}
             for (s, a, v), r in items.items()
         ]
-        t = db.Analysis
+        self._insert_new(db.Analysis, rows)
+
+    def get_stored(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The (SHA-256, size) of the content that each known storage key unpacks to."""
+        from sqlalchemy import select  # noqa: PLC0415 - see the module docstring
+
+        from nospy.server import db  # noqa: PLC0415
+
+        wanted = sorted(set(keys))
+        out: dict[str, tuple[str, int]] = {}
+        t = db.StoredContent.__table__
+        for i in range(0, len(wanted), _CHUNK):
+            query = select(t.c.key, t.c.sha256, t.c.size).where(t.c.key.in_(wanted[i : i + _CHUNK]))
+
+            def run(q: Any = query) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(q))
+
+            for key, sha, size in _retry(run):
+                out[key] = (sha, size)
+        return out
+
+    def put_stored(self, items: dict[str, tuple[str, int]]) -> None:
+        """Remember what storage keys unpack to (a key another process stored meanwhile is kept)."""
+        from nospy.server import db  # noqa: PLC0415 - see the module docstring
+
+        created = db.now()
+        rows = [{"key": k, "sha256": s, "size": n, "created": created} for k, (s, n) in items.items()]
+        self._insert_new(db.StoredContent, rows)
+
+    def _insert_new(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction, skipping those whose primary key is already there."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415 - see the module docstring
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+        if not rows:
+            return
+        t = table
         dialect = self.engine.dialect.name
         stmt: Any
         if dialect == "sqlite":
@@ -220,6 +279,16 @@ class FileMemo:
     _known: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _new: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _looked_up: set[str] = field(default_factory=set)
+    _new_stored: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def stored(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The (SHA-256, size) of the contents these storage keys unpack to, as far as the cache knows."""
+        return self.store.get_stored(keys) if self.store is not None else {}
+
+    def remember_stored(self, key: str, sha256: str, size: int) -> None:
+        """Keep for `flush`: the file stored as ``key`` unpacked to this content."""
+        if self.store is not None:
+            self._new_stored[key] = (sha256, size)
 
     def version(self, analyser: str) -> str:
         if analyser not in self.versions:
@@ -232,8 +301,7 @@ class FileMemo:
             return
         todo = [h for h in set(hashes) if h not in self._looked_up]
         self._looked_up.update(todo)
-        keys = [(h, a, self.version(a)) for h in todo for a in analysers]
-        self._known.update(self.store.get_many(keys))
+        self._known.update(self.store.get_by_content(todo, {a: self.version(a) for a in analysers}))
 
     def get(self, sha256: str, analyser: str, compute: Callable[[], Any]) -> Any:
         """``compute()``'s JSON value for this content, from the cache or computed and kept for `flush`."""
@@ -253,4 +321,7 @@ class FileMemo:
     def flush(self) -> None:
         if self.store is not None and self._new:
             self.store.put_many(self._new)
+        if self.store is not None and self._new_stored:
+            self.store.put_stored(self._new_stored)
         self._new = {}
+        self._new_stored = {}

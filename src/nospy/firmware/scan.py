@@ -93,20 +93,28 @@ def _checked(agreement: Agreement | None, geo: CountryLookup | None) -> set[Clau
 
 
 # Per-file analysers whose stored results a cached scan loads in one batch before the detectors run.
-_PER_FILE = ("backdoors", "endpoints", "credentials", "keys", "listeners", "components")
+_PER_FILE = (
+    "backdoors",
+    "endpoints",
+    "credentials",
+    "credentials.elf",
+    *keys.ANALYSERS,
+    "listeners",
+    "components",
+    "components.boot",
+    "scripts",
+    "scripts.rc",
+)
 
 
 def _prefetch(ctx: Context) -> None:
     """Hash every file and load the cache's results for those contents in a few queries.
 
     Every file is read here, in the tree's order, with or without a cache (see `scan_tree`), so read
-    errors come in the same order either way.
+    errors come in the same order either way; with a cache, files stored as they were in an image
+    seen before are known without reading (`Context.digest_files`).
     """
-    hashes = []
-    for entry in ctx.files():
-        data = ctx.read(entry.path)
-        if data is not None:
-            hashes.append(ctx.digest(entry.path, data))
+    hashes = ctx.digest_files()
     analysers = [*_PER_FILE, *(["backdoors+user"] if ctx.rules_dirs else [])]
     ctx.memo.prefetch(hashes, analysers)
 

@@ -14,9 +14,11 @@ Limitations: squashfs 2.x and 3.x (and 4.0 big-endian) are listed through Debian
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 import stat
-from typing import BinaryIO, ClassVar
+import struct
+from typing import Any, BinaryIO, ClassVar
 
 from dissect.cstruct import cstruct
 from dissect.squashfs import SquashFS
@@ -56,6 +58,7 @@ _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _XZ_ID = 4
+_KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
 
 
 class _StrictIO(ViewIO):
@@ -153,6 +156,7 @@ class _FileStream(FileStream):  # type: ignore[misc]
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
+        self._fragments: dict[int, bytes] = {}
 
     @staticmethod
     def _node(inode: object) -> Node:
@@ -173,6 +177,41 @@ class _Fs(Filesystem):
 
     def open_file(self, ref: object) -> BinaryIO:
         return _FileStream(ref)
+
+    def storage_key(self, ref: object) -> str | None:
+        """The compression, block size and file size, each data block's size word and stored bytes, and
+        the tail's place in its fragment block with that block's digest: all a file's content is decoded from.
+
+        Vendor LZMA gets none: the framing it is decoded with is chosen by the first block that decodes.
+        """
+        if self.fs.sb.compression == _LZMA_ID:
+            return None
+        inode: Any = ref
+        h = hashlib.sha256(_KEY_FORMAT)
+        h.update(struct.pack("<HIQ", self.fs.sb.compression, self.fs.block_size, inode.size))
+        pos = inode.header.start_block
+        for word, count in inode.block_list:
+            if word is None:  # the tail, in a fragment block shared with other files
+                h.update(self._fragment(inode.header.fragment) + struct.pack("<II", inode.header.offset, count))
+                continue
+            h.update(struct.pack("<I", word) + self._stored(pos, word))
+            pos += word & ~_UNCOMPRESSED
+        return h.hexdigest()
+
+    def _stored(self, pos: int, word: int) -> bytes:
+        length = word & ~_UNCOMPRESSED
+        self.fs.fh.seek(pos)
+        data: bytes = self.fs.fh.read(length) if length else b""
+        if len(data) != length:
+            raise FormatError(f"block at {pos:#x} truncated")
+        return data
+
+    def _fragment(self, index: int) -> bytes:
+        if index not in self._fragments:
+            entry = self.fs._lookup_fragment(index)
+            stored = struct.pack("<I", entry.size) + self._stored(entry.start_block, entry.size)
+            self._fragments[index] = hashlib.sha256(stored).digest()
+        return self._fragments[index]
 
 
 class Squashfs4(Handler):
