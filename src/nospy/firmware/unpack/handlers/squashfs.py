@@ -156,7 +156,7 @@ class _FileStream(FileStream):  # type: ignore[misc]
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
-        self._fragments: dict[int, bytes] = {}
+        self._fragments: dict[int, bytes] = {}  # the last few fragment blocks decoded for `storage_key`
 
     @staticmethod
     def _node(inode: object) -> Node:
@@ -180,9 +180,11 @@ class _Fs(Filesystem):
 
     def storage_key(self, ref: object) -> str | None:
         """The compression, block size and file size, each data block's size word and stored bytes, and
-        the tail's place in its fragment block with that block's digest: all a file's content is decoded from.
+        the tail's bytes: all a file's content is decoded from.
 
-        Vendor LZMA gets none: the framing it is decoded with is chosen by the first block that decodes.
+        The tail is decoded (one fragment block, shared by many files, decoded once): keyed by its
+        stored block instead, a program would miss whenever any small file beside its tail changed.
+        Vendor LZMA gets no key: the framing it is decoded with is chosen by the first block that decodes.
         """
         if self.fs.sb.compression == _LZMA_ID:
             return None
@@ -192,7 +194,8 @@ class _Fs(Filesystem):
         pos = inode.header.start_block
         for word, count in inode.block_list:
             if word is None:  # the tail, in a fragment block shared with other files
-                h.update(self._fragment(inode.header.fragment) + struct.pack("<II", inode.header.offset, count))
+                offset = inode.header.offset
+                h.update(self._fragment(inode.header.fragment)[offset : offset + count])
                 continue
             h.update(struct.pack("<I", word) + self._stored(pos, word))
             pos += word & ~_UNCOMPRESSED
@@ -208,9 +211,10 @@ class _Fs(Filesystem):
 
     def _fragment(self, index: int) -> bytes:
         if index not in self._fragments:
+            if len(self._fragments) >= 8:  # files are walked folder by folder, as mksquashfs packed them
+                self._fragments.pop(next(iter(self._fragments)))
             entry = self.fs._lookup_fragment(index)
-            stored = struct.pack("<I", entry.size) + self._stored(entry.start_block, entry.size)
-            self._fragments[index] = hashlib.sha256(stored).digest()
+            self._fragments[index] = self.fs._read_block(entry.start_block, entry.size)[1]
         return self._fragments[index]
 
 
