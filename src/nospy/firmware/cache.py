@@ -115,20 +115,25 @@ class ContentCache:
         self.misses = 0  # per-file results computed
         self.reports_served = 0  # whole reports found
 
+    @staticmethod
+    def default_url() -> str:
+        """The web service's database (`nospy.server.settings.Settings`); for SQLite, its folder is made."""
+        from nospy.server.settings import Settings  # noqa: PLC0415 - see the module docstring
+
+        settings = Settings.from_env()
+        if settings.url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return settings.url
+
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True) -> ContentCache:
-        """The cache in ``url``, or in the web service's database (`nospy.server.settings.Settings`)."""
+        """The cache in ``url``, or in the web service's database (`default_url`)."""
         from sqlalchemy import inspect  # noqa: PLC0415 - see the module docstring
         from sqlalchemy.exc import OperationalError  # noqa: PLC0415
 
         from nospy.server import db  # noqa: PLC0415
-        from nospy.server.settings import Settings  # noqa: PLC0415
 
-        settings = Settings.from_env()
-        if url is None:
-            url = settings.url
-            if url.startswith("sqlite"):
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = url or cls.default_url()
         try:
             engine, _ = db.connect(url)
             # Alembic only when the cache's newest table is missing: loading it costs more than a cached scan
