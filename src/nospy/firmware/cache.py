@@ -193,8 +193,13 @@ class ContentCache:
                     out[(sha, analyser, version)] = result
         return out
 
-    def put_many(self, items: dict[tuple[str, str, str], str]) -> None:
-        """Store results; a key another process stored meanwhile is kept as it is (same inputs, same result)."""
+    def put_many(
+        self, items: dict[tuple[str, str, str], str], stored: dict[str, tuple[str, int]] | None = None
+    ) -> None:
+        """Store results, and what storage keys unpack to (`get_stored`), in one transaction.
+
+        A key another process stored meanwhile is kept as it is (same inputs, same result).
+        """
         from nospy.server import db  # noqa: PLC0415 - see the module docstring
 
         created = db.now()
@@ -202,7 +207,8 @@ class ContentCache:
             {"sha256": s, "analyser": a, "version": v, "result": r, "created": created}
             for (s, a, v), r in items.items()
         ]
-        self._insert_new(db.Analysis, rows)
+        keys = [{"key": k, "sha256": s, "size": n, "created": created} for k, (s, n) in (stored or {}).items()]
+        self._insert_new((db.Analysis, rows), (db.StoredContent, keys))
 
     def get_stored(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
         """The (SHA-256, size) of the content that each known storage key unpacks to."""
@@ -224,35 +230,25 @@ class ContentCache:
                 out[key] = (sha, size)
         return out
 
-    def put_stored(self, items: dict[str, tuple[str, int]]) -> None:
-        """Remember what storage keys unpack to (a key another process stored meanwhile is kept)."""
-        from nospy.server import db  # noqa: PLC0415 - see the module docstring
-
-        created = db.now()
-        rows = [{"key": k, "sha256": s, "size": n, "created": created} for k, (s, n) in items.items()]
-        self._insert_new(db.StoredContent, rows)
-
-    def _insert_new(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` in one transaction, skipping those whose primary key is already there."""
+    def _insert_new(self, *tables: tuple[Any, list[dict[str, Any]]]) -> None:
+        """Insert each table's rows, all in one transaction, skipping those whose primary key is already there."""
         from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415 - see the module docstring
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
 
-        if not rows:
+        todo = [(t, rows) for t, rows in tables if rows]
+        if not todo:
             return
-        t = table
         dialect = self.engine.dialect.name
-        stmt: Any
-        if dialect == "sqlite":
-            stmt = sqlite_insert(t).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            stmt = pg_insert(t).on_conflict_do_nothing()
-        else:  # pragma: no cover - the service supports SQLite and PostgreSQL
+        if dialect not in {"sqlite", "postgresql"}:  # pragma: no cover - the service supports SQLite and PostgreSQL
             raise InputError(f"content cache: unsupported database {dialect}")
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
 
         def run() -> None:
             with self.engine.begin() as conn:
-                for i in range(0, len(rows), 500):
-                    conn.execute(stmt, rows[i : i + 500])
+                for t, rows in todo:
+                    stmt = insert(t).on_conflict_do_nothing()
+                    for i in range(0, len(rows), 500):
+                        conn.execute(stmt, rows[i : i + 500])
 
         _retry(run)
 
@@ -324,9 +320,7 @@ class FileMemo:
         return json.loads(text)
 
     def flush(self) -> None:
-        if self.store is not None and self._new:
-            self.store.put_many(self._new)
-        if self.store is not None and self._new_stored:
-            self.store.put_stored(self._new_stored)
+        if self.store is not None:
+            self.store.put_many(self._new, self._new_stored)
         self._new = {}
         self._new_stored = {}
