@@ -69,7 +69,11 @@ def _kind(proc: psutil.Process, root: int) -> str:
 
 
 class TreeCpu:
-    """CPU seconds used by a process and all its descendants, sampled (finished children keep their last sample)."""
+    """CPU seconds used by a process and all its descendants, sampled (finished children keep their last sample).
+
+    Each process counts its own time only: a parent's ``children_*`` times are those of the children
+    it reaped, which were sampled themselves (Ray's processes, reaped by the CLI at shutdown).
+    """
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         self.root = psutil.Process(pid)
@@ -90,7 +94,7 @@ class TreeCpu:
             for p in procs:
                 try:
                     t = p.cpu_times()
-                    self.last[p.pid] = t.user + t.system + t.children_user + t.children_system
+                    self.last[p.pid] = t.user + t.system
                     self.kinds[p.pid] = _kind(p, self.root.pid)  # a worker's title changes once it has started
                 except psutil.Error:
                     pass

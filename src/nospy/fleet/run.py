@@ -12,6 +12,7 @@ stack (`warm`) as soon as Ray is up.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -147,6 +148,7 @@ class _Starting:
         self.error: InputError | None = None
         self._up = threading.Event()
         self._warm = threading.Event()
+        self._stopping = threading.Event()
         self._end = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(address, num_cpus, cache_url), name="ray-start", daemon=True
@@ -162,12 +164,13 @@ class _Starting:
             self.error = InputError(f"Ray: {type(exc).__name__}: {exc}")
         finally:
             self._up.set()
-        if self.error is None:
-            try:
+        # a worker that cannot even import is reported by the tasks run there: only waited for here
+        with contextlib.suppress(Exception):
+            if self.error is None:
                 workers = int(self.ray.cluster_resources().get("CPU", 1))
-                self.ray.get([self.ray.remote(num_cpus=1)(warm).remote(cache_url) for _ in range(workers)])
-            except self.ray.exceptions.RayError:
-                pass  # a worker that cannot even import is reported by the task that runs there
+                todo = [self.ray.remote(num_cpus=1)(warm).remote(cache_url) for _ in range(workers)]
+                while todo and not self._stopping.is_set():  # a short fleet may be done before the workers
+                    _, todo = self.ray.wait(todo, num_returns=len(todo), timeout=0.2)
         self._warm.set()
         self._end.wait()
 
@@ -182,7 +185,8 @@ class _Starting:
             raise self.error
 
     def stop(self) -> None:
-        self._up.wait()
+        self._stopping.set()
+        self._warm.wait()
         try:
             if self.started:
                 self.ray.shutdown()
