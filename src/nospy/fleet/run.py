@@ -12,7 +12,6 @@ stack (`warm`) as soon as Ray is up.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
@@ -140,6 +139,7 @@ class _Starting:
 
     The thread lives until `stop`: the processes of a local Ray die with the thread that started them
     (they are made to, so none outlives the driver), so it may not end before they are shut down.
+    As soon as Ray is up it sends every worker `warm`, whose results are not needed.
     """
 
     def __init__(self, ray: Any, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
@@ -147,8 +147,6 @@ class _Starting:
         self.started = False
         self.error: InputError | None = None
         self._up = threading.Event()
-        self._warm = threading.Event()
-        self._stopping = threading.Event()
         self._end = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(address, num_cpus, cache_url), name="ray-start", daemon=True
@@ -158,26 +156,20 @@ class _Starting:
     def _run(self, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         try:
             self.started = _init(self.ray, address, num_cpus)
+            for _ in range(int(self.ray.cluster_resources().get("CPU", 1))):
+                self.ray.remote(num_cpus=1)(warm).remote(cache_url)
         except InputError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it in its thread
             self.error = InputError(f"Ray: {type(exc).__name__}: {exc}")
         finally:
             self._up.set()
-        # a worker that cannot even import is reported by the tasks run there: only waited for here
-        with contextlib.suppress(Exception):
-            if self.error is None:
-                workers = int(self.ray.cluster_resources().get("CPU", 1))
-                todo = [self.ray.remote(num_cpus=1)(warm).remote(cache_url) for _ in range(workers)]
-                while todo and not self._stopping.is_set():  # a short fleet may be done before the workers
-                    _, todo = self.ray.wait(todo, num_returns=len(todo), timeout=0.2)
-        self._warm.set()
         self._end.wait()
 
     @property
-    def warm(self) -> bool:
-        """Ray is up and every worker has loaded the scanning stack (or Ray failed to start)."""
-        return self._warm.is_set()
+    def up(self) -> bool:
+        """Ray is up (or failed to start: `wait` raises the error)."""
+        return self._up.is_set()
 
     def wait(self) -> None:
         self._up.wait()
@@ -185,8 +177,7 @@ class _Starting:
             raise self.error
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._warm.wait()
+        self._up.wait()
         try:
             if self.started:
                 self.ray.shutdown()
@@ -206,11 +197,12 @@ def scan_fleet(
 ) -> FleetResult:
     """Scan every image in a Ray task; ``cache_url`` is the content cache's database (``None``: no cache).
 
-    While Ray starts and its workers load the scanning stack (seconds for a local Ray), the driver
-    scans images itself, in order: always the first one when there is a cache (releases of one
-    product line share most of their files, and its new contents are then analysed once, not by
-    every worker starting at the same time), and more until the workers are ready. The rest go to
-    Ray, one task per image. The driver creates or migrates the cache's schema first.
+    While Ray starts (seconds for a local Ray), the driver scans images itself, in order: always the
+    first one when there is a cache (releases of one product line share most of their files, and its
+    new contents are then analysed once, not by every worker starting at the same time), and more
+    until Ray is up. The rest go to Ray, one task per image. It stops as soon as Ray is up: while its
+    Python is busy, Ray's own work in the driver waits for the interpreter, and the workers start many
+    times slower. The driver creates or migrates the cache's schema first.
     """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
@@ -226,7 +218,7 @@ def scan_fleet(
         if cache_url is not None:
             _cache(cache_url, migrate=True)
         local = 0
-        while local < len(images) and (not starting.warm or (local == 0 and cache_url is not None)):
+        while local < len(images) and (not starting.up or (local == 0 and cache_url is not None)):
             done(local, scan_one(str(images[local].resolve()), agreement, cache_url))
             local += 1
         starting.wait()
