@@ -103,7 +103,7 @@ class Filesystem(ABC):
         return id(ref)
 
     def storage_key(self, ref: object) -> str | None:
-        """A digest of how regular file ``ref`` is stored, read without decoding it, or ``None``.
+        """A digest of what regular file ``ref`` is decoded from, made without decoding it whole, or ``None``.
 
         Two files with the same storage key decode to the same bytes (a content cache then knows the
         content without decompressing it). The key names the handler's format and reader version, so
