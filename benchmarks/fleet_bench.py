@@ -7,8 +7,10 @@ The releases are the example root filesystem (nospy.firmware.rootfs), each one c
 of the one before (cumulatively: a version file, an init script, the web page, and every tenth
 release a rebuilt daemon), packed by Debian's mksquashfs. Target: (b) at least 10x faster than (a),
 with both cores busy during (b): the CPU time of (b)'s whole process tree (the CLI, Ray's processes
-and workers), sampled with psutil, divided by its wall time. Both runs' per-image results are
-compared, so the speed is not bought with different answers.
+and workers), sampled with psutil, divided by its wall time, also split into the driver, the Ray
+workers and Ray's own services and agents. The load average is printed too: the machine may be
+shared, and other work slows the two runs unevenly. Both runs' per-image results are compared, so
+the speed is not bought with different answers.
 """
 
 from __future__ import annotations
@@ -56,12 +58,27 @@ def build_releases(work: Path, count: int) -> Path:
     return images
 
 
+def _kind(proc: psutil.Process, root: int) -> str:
+    """driver (the CLI), worker (a Ray worker: it runs the tasks) or ray (Ray's own services and agents)."""
+    if proc.pid == root:
+        return "driver"
+    cmd = " ".join(proc.cmdline())
+    if "default_worker.py" in cmd or (cmd.startswith("ray::") and "Agent" not in cmd):
+        return "worker"
+    return "ray"
+
+
 class TreeCpu:
-    """CPU seconds used by a process and all its descendants, sampled (finished children keep their last sample)."""
+    """CPU seconds used by a process and all its descendants, sampled (finished children keep their last sample).
+
+    Each process counts its own time only: a parent's ``children_*`` times are those of the children
+    it reaped, which were sampled themselves (Ray's processes, reaped by the CLI at shutdown).
+    """
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         self.root = psutil.Process(pid)
         self.last: dict[int, float] = {}
+        self.kinds: dict[int, str] = {}
         self.samples: list[tuple[float, float]] = []  # (time, cumulative CPU seconds)
         self.every = every
         self._stop = threading.Event()
@@ -77,7 +94,8 @@ class TreeCpu:
             for p in procs:
                 try:
                     t = p.cpu_times()
-                    self.last[p.pid] = t.user + t.system + t.children_user + t.children_system
+                    self.last[p.pid] = t.user + t.system
+                    self.kinds[p.pid] = _kind(p, self.root.pid)  # a worker's title changes once it has started
                 except psutil.Error:
                     pass
             self.samples.append((time.perf_counter(), sum(self.last.values())))
@@ -88,12 +106,23 @@ class TreeCpu:
         self._thread.join()
         return sum(self.last.values())
 
+    def by_kind(self) -> dict[str, float]:
+        out = dict.fromkeys(("driver", "worker", "ray"), 0.0)
+        for pid, cpu in self.last.items():
+            out[self.kinds.get(pid, "ray")] += cpu
+        return out
+
     def busy_share(self, cores: float) -> float:
         """Share of sampling intervals in which the tree used at least ``cores`` cores on average."""
         rates = [
             (c2 - c1) / (t2 - t1) for (t1, c1), (t2, c2) in zip(self.samples, self.samples[1:], strict=False) if t2 > t1
         ]
         return sum(r >= cores for r in rates) / len(rates) if rates else 0.0
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    """The machine's load average: other work on the machine slows both runs, not always alike."""
+    return ", ".join(f"{x:.2f}" for x in avg)
 
 
 def summary(report: dict) -> tuple[str, dict[str, int]]:
@@ -125,6 +154,7 @@ def main() -> int:
                               capture_output=True, check=False).returncode  # fmt: skip
         assert code in (0, 1), f"nospy scan {p}: exit {code}"
     t_single = time.perf_counter() - started
+    load_single = os.getloadavg()
     cpu_after = os.times()
     cpu_single = (cpu_after.children_user - cpu_before.children_user) + (
         cpu_after.children_system - cpu_before.children_system
@@ -149,12 +179,19 @@ def main() -> int:
     t_fleet = time.perf_counter() - started
     cpu_fleet = meter.stop()
     assert code in (0, 1), f"nospy fleet scan: exit {code}"
+    load_fleet = os.getloadavg()
     cores = psutil.cpu_count() or 1
+    kinds = meter.by_kind()
     print(
         f"(b) nospy fleet scan (content cache, empty at start): {t_fleet:.1f} s wall, {cpu_fleet:.1f} s CPU"
         f" = {cpu_fleet / t_fleet:.2f} cores busy on average of {cores};"
         f" {100 * meter.busy_share(min(cores, 2) - 0.5):.0f}% of samples above {min(cores, 2) - 0.5:.1f} cores"
     )
+    print(
+        f"    CPU: driver {kinds['driver']:.1f} s, Ray workers {kinds['worker']:.1f} s, Ray's own processes"
+        f" {kinds['ray']:.1f} s; driver and workers = {(kinds['driver'] + kinds['worker']) / t_fleet:.2f} cores busy"
+    )
+    print(f"load average (1, 5, 15 min) after (a): {_load(load_single)}; after (b): {_load(load_fleet)}")
 
     fleet = {Path(i["path"]).name: i for i in json.loads(fleet_out.read_text())["images"]}
     for p in paths:

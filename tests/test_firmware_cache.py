@@ -17,7 +17,8 @@ from nospy.agreement import load
 from nospy.cli import run
 from nospy.firmware.cache import ContentCache, analysis_version
 from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, plant
-from nospy.firmware.scan import scan_report
+from nospy.firmware.scan import scan_report, scan_tree
+from nospy.firmware.unpack import open_image
 from nospy.server import db
 from serverlib import Postgres
 
@@ -173,3 +174,58 @@ def test_the_cache_in_postgresql(example: Path) -> None:
         store.close()
     finally:
         pg.stop()
+
+
+def _pack(root: Path, image: Path, compression: str) -> Path:
+    pack = ["mksquashfs", str(root), str(image), "-all-root", "-noappend", "-quiet", "-comp", compression]
+    subprocess.run(pack, check=True)
+    return image
+
+
+@pytest.mark.parametrize("compression", ["gzip", "xz"])
+def test_squashfs_files_stored_as_before_are_not_decompressed(
+    example: Path, cache: ContentCache, tmp_path: Path, compression: str
+) -> None:
+    """A release's files are known by their compressed blocks; files changed in place with the same size are not."""
+    release = tmp_path / "rootfs"
+    shutil.copytree(example, release, symlinks=True)
+    scan_report(_pack(release, tmp_path / "one.sqsh", compression), cache=cache)
+    script = release / EXAMPLE_BACKDOOR.lstrip("/")  # a small file: its tail lies in a fragment block
+    program = release / "usr/sbin/dropbear"  # larger than a block
+    changed = {
+        script: script.read_bytes().replace(b"2323", b"2324"),
+        program: program.read_bytes().replace(b"dropbear", b"dropbeaR", 1),
+    }
+    for path, content in changed.items():
+        assert content != path.read_bytes() and len(content) == path.stat().st_size
+        path.write_bytes(content)
+    two = _pack(release, tmp_path / "two.sqsh", compression)
+    plain = scan_report(two).model_dump_json()
+
+    tree = open_image(two)
+    files = [e.path for e in tree.files()]
+    read: list[str] = []
+    real_read = tree.read
+
+    def counted(path: str, limit: int | None = None) -> bytes:
+        read.append(path)
+        return real_read(path, limit)
+
+    tree.read = counted  # type: ignore[method-assign]
+    scan_tree(tree, cache=cache)
+    changed_paths = {"/" + str(p.relative_to(release)) for p in changed}
+    assert changed_paths <= set(read), "a file changed in place is read"
+    size = {e.path: e.size for e in tree.files()}
+    assert sum(size[p] for p in set(read)) < sum(size.values()) // 5, f"most bytes are not decompressed: {read}"
+
+    # every key the cache knows unpacks to the file's bytes as they are in the folder
+    keys = {p: tree.storage_key(p) for p in files}
+    stored = cache.get_stored(k for k in keys.values() if k)
+    assert len(stored) == len(files)
+    for p, k in keys.items():
+        content = (release / p.lstrip("/")).read_bytes()
+        assert k is not None and stored[k] == (hashlib.sha256(content).hexdigest(), len(content)), p
+
+    cached = scan_report(two, cache=cache).model_dump_json()
+    assert cached == plain
+    assert "2324" in plain and "2323" not in plain  # the change is in the report

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,23 @@ def test_list_paths_are_relative_to_the_list_and_kept_once(tmp_path: Path) -> No
     assert run(["fleet", "scan", str(tmp_path / "nothing-here")]) == 2
     (tmp_path / "empty").mkdir()
     assert run(["fleet", "scan", str(tmp_path / "empty")]) == 2
+
+
+def test_fleet_cli_starts_its_own_ray(images: Path, tmp_path: Path) -> None:
+    """Without a Ray to join, the command starts one (in a thread, while the driver scans) and shuts it down."""
+    pytest.importorskip("ray")
+    out = tmp_path / "fleet.json"
+    env = {**os.environ, "NOSPY_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": ""}
+    env.pop("NOSPY_DATABASE_URL", None)
+    nospy = str(Path(sys.executable).with_name("nospy"))
+    cmd = [nospy, "fleet", "scan", str(images), "--format", "json", "-o", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 1, proc.stderr  # release 1.0 has its backdoor
+    doc = json.loads(out.read_text())
+    assert [Path(i["path"]).name for i in doc["images"]] == ["rx200-1.0.sqsh", "rx200-1.1.sqsh", "tew733gr.sqsh"]
+    assert doc["images"][1]["status"] == "pass"
+    for path, got in zip(sorted(images.iterdir()), doc["images"], strict=True):
+        single = scan_report(path)
+        assert got["status"] == ("fail" if single.failed else "pass")
+        assert got["severities"] == {k.value: v for k, v in Counter(f.severity for f in single.findings).items()}
+    assert (tmp_path / "data" / "nospy.db").is_file()  # created and migrated by the driver

@@ -52,11 +52,7 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
 
     paths = fleet_images(images)
     parsed = agr.load(agreement) if agreement is not None else None
-    cache_url = None
-    if use_cache:
-        store = ContentCache.open()  # create or migrate the schema once, before the workers share it
-        cache_url = store.url
-        store.close()
+    cache_url = ContentCache.default_url() if use_cache else None  # scan_fleet creates or migrates its schema
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 

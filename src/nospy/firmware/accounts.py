@@ -20,6 +20,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from nospy.errors import InputError
 from nospy.findings import Finding
@@ -179,19 +180,35 @@ def _from_passwd(ctx: Context, path: str, shadow_path: str) -> list[Account]:
     return out
 
 
+def _script_passwd_lines(any_text: bool, data: bytes) -> list[tuple[int, str, str, int, str]]:
+    """(line, name, secret, uid, shell) of the passwd lines a script writes (cached by content).
+
+    A file counts as a script when it starts with ``#!``, or whatever it starts with if ``any_text``
+    (the boot scripts under /etc/init* and /etc/rc*).
+    """
+    if b":" not in data or (data[:2] != b"#!" and not any_text):
+        return []
+    out = []
+    for n, line in enumerate(text_lines(data), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for m in _SCRIPT_PASSWD.finditer(line):
+            name, secret, uid, _gid, _gecos, _home, shell = m.groups()
+            out.append((n, name, secret, int(uid), shell))
+    return out
+
+
 def _from_scripts(ctx: Context) -> list[Account]:
     """passwd lines that boot scripts write (the image's passwd lives in /var and is made at boot)."""
     out = []
-    for entry, data in ctx.texts(lambda e: e.path.startswith(("/etc/", "/sbin/", "/usr/sbin/")) and e.size < 1 << 20):
-        if b":" not in data or (data[:2] != b"#!" and not entry.path.startswith(("/etc/init", "/etc/rc"))):
+    for entry in ctx.files():
+        if not entry.path.startswith(("/etc/", "/sbin/", "/usr/sbin/")) or entry.size >= 1 << 20:
             continue
-        for n, line in enumerate(text_lines(data), 1):
-            if line.lstrip().startswith("#"):
-                continue
-            for m in _SCRIPT_PASSWD.finditer(line):
-                name, secret, uid, _gid, _gecos, _home, shell = m.groups()
-                ev = ctx.evidence(entry.path, n)
-                out.append(Account(name, "system", int(uid), shell, secret, _kind(secret, False), ev, ev))
+        boot = entry.path.startswith(("/etc/init", "/etc/rc"))
+        lines = ctx.analyse("scripts.rc" if boot else "scripts", entry, partial(_script_passwd_lines, boot))
+        for n, name, secret, uid, shell in lines or []:
+            ev = ctx.evidence(entry.path, n)
+            out.append(Account(name, "system", uid, shell, secret, _kind(secret, False), ev, ev))
     return out
 
 

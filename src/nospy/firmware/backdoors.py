@@ -89,10 +89,9 @@ def _run(ctx: Context) -> list[Finding]:
     for entry in ctx.files():
         if entry.size == 0:
             continue
-        data = ctx.read(entry.path)
-        if data is None:
+        result = ctx.analyse(analyser, entry, partial(_matches, scanner))
+        if result is None:
             continue
-        result = ctx.cached(analyser, entry.path, data, partial(_matches, scanner, data))
         if "error" in result:
             ctx.error(entry.path, result["error"])
             continue

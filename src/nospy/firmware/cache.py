@@ -2,9 +2,11 @@
 
 What is cached is what depends on bytes alone: one analyser's result on one file's content (YARA
 matches, endpoints, credentials, keys, ELF imports, component banners), one password hash's cracking,
-and a whole image's report. Results never hold where the content was found: each scan binds them
-again to the path and container chain of the file in the image it reads, so an unchanged file costs a
-hash and a dictionary look-up. Whole-tree reasoning (accounts, boot services, consoles) is recomputed:
+a whole image's report, and the content (SHA-256, size) that a file's stored form unpacks to, so a
+file that a new release stores as the release before did is known without decompressing it.
+Results never hold where the content was found: each scan binds them again to the path and container
+chain of the file in the image it reads, so an unchanged file costs a hash and a dictionary look-up
+(or, in squashfs, a hash of its stored bytes). Whole-tree reasoning (accounts, boot services, consoles) is recomputed:
 it reads a few small files.
 
 The analysis version of an analyser is a digest of nospy's version, the source of the modules the
@@ -50,6 +52,7 @@ ANALYSERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "listeners": (("listeners.py", "context.py"), ()),
     "components": (("components.py", "context.py"), ()),
     "crack": (("crack.py", "accounts.py"), ("data/default_credentials.json",)),
+    "scripts": (("accounts.py", "context.py"), ()),  # passwd lines that boot scripts write
     # a whole image's report: every module of the firmware stage and the report model
     "report": (("*",), ("backdoors", "data/default_credentials.json")),
 }
@@ -112,24 +115,29 @@ class ContentCache:
         self.misses = 0  # per-file results computed
         self.reports_served = 0  # whole reports found
 
+    @staticmethod
+    def default_url() -> str:
+        """The web service's database (`nospy.server.settings.Settings`); for SQLite, its folder is made."""
+        from nospy.server.settings import Settings  # noqa: PLC0415 - see the module docstring
+
+        settings = Settings.from_env()
+        if settings.url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return settings.url
+
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True) -> ContentCache:
-        """The cache in ``url``, or in the web service's database (`nospy.server.settings.Settings`)."""
+        """The cache in ``url``, or in the web service's database (`default_url`)."""
         from sqlalchemy import inspect  # noqa: PLC0415 - see the module docstring
         from sqlalchemy.exc import OperationalError  # noqa: PLC0415
 
         from nospy.server import db  # noqa: PLC0415
-        from nospy.server.settings import Settings  # noqa: PLC0415
 
-        settings = Settings.from_env()
-        if url is None:
-            url = settings.url
-            if url.startswith("sqlite"):
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = url or cls.default_url()
         try:
             engine, _ = db.connect(url)
-            # Alembic only when the cache's table is missing: loading it costs more than a cached scan
-            if migrate and not _retry(lambda: inspect(engine).has_table(db.Analysis.__tablename__)):
+            # Alembic only when the cache's newest table is missing: loading it costs more than a cached scan
+            if migrate and not _retry(lambda: inspect(engine).has_table(db.StoredContent.__tablename__)):
                 _retry(lambda: db.migrate(engine))
         except OperationalError as exc:
             raise InputError(f"content cache: cannot open the database: {exc.orig}") from None
@@ -161,34 +169,86 @@ class ContentCache:
                 out[(sha, analyser, version)] = result
         return out
 
-    def put_many(self, items: dict[tuple[str, str, str], str]) -> None:
-        """Store results; a key another process stored meanwhile is kept as it is (same inputs, same result)."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415 - see the module docstring
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+    def get_by_content(self, hashes: Iterable[str], analysers: dict[str, str]) -> dict[tuple[str, str, str], str]:
+        """Stored results (JSON text) of these contents by these analysers (name -> version), in a few queries."""
+        from sqlalchemy import select  # noqa: PLC0415 - see the module docstring
 
         from nospy.server import db  # noqa: PLC0415
 
-        if not items:
-            return
+        wanted = sorted(set(hashes))
+        versions = sorted(set(analysers.values()))
+        out: dict[tuple[str, str, str], str] = {}
+        t = db.Analysis.__table__
+        for i in range(0, len(wanted), _CHUNK):
+            query = select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
+                t.c.sha256.in_(wanted[i : i + _CHUNK]), t.c.version.in_(versions)
+            )
+
+            def run(q: Any = query) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(q))
+
+            for sha, analyser, version, result in _retry(run):
+                if analysers.get(analyser) == version:
+                    out[(sha, analyser, version)] = result
+        return out
+
+    def put_many(
+        self, items: dict[tuple[str, str, str], str], stored: dict[str, tuple[str, int]] | None = None
+    ) -> None:
+        """Store results, and what storage keys unpack to (`get_stored`), in one transaction.
+
+        A key another process stored meanwhile is kept as it is (same inputs, same result).
+        """
+        from nospy.server import db  # noqa: PLC0415 - see the module docstring
+
         created = db.now()
         rows = [
             {"sha256": s, "analyser": a, "version": v, "result": r, "created": created}
             for (s, a, v), r in items.items()
         ]
-        t = db.Analysis
+        keys = [{"key": k, "sha256": s, "size": n, "created": created} for k, (s, n) in (stored or {}).items()]
+        self._insert_new((db.Analysis, rows), (db.StoredContent, keys))
+
+    def get_stored(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The (SHA-256, size) of the content that each known storage key unpacks to."""
+        from sqlalchemy import select  # noqa: PLC0415 - see the module docstring
+
+        from nospy.server import db  # noqa: PLC0415
+
+        wanted = sorted(set(keys))
+        out: dict[str, tuple[str, int]] = {}
+        t = db.StoredContent.__table__
+        for i in range(0, len(wanted), _CHUNK):
+            query = select(t.c.key, t.c.sha256, t.c.size).where(t.c.key.in_(wanted[i : i + _CHUNK]))
+
+            def run(q: Any = query) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(q))
+
+            for key, sha, size in _retry(run):
+                out[key] = (sha, size)
+        return out
+
+    def _insert_new(self, *tables: tuple[Any, list[dict[str, Any]]]) -> None:
+        """Insert each table's rows, all in one transaction, skipping those whose primary key is already there."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415 - see the module docstring
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+        todo = [(t, rows) for t, rows in tables if rows]
+        if not todo:
+            return
         dialect = self.engine.dialect.name
-        stmt: Any
-        if dialect == "sqlite":
-            stmt = sqlite_insert(t).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            stmt = pg_insert(t).on_conflict_do_nothing()
-        else:  # pragma: no cover - the service supports SQLite and PostgreSQL
+        if dialect not in {"sqlite", "postgresql"}:  # pragma: no cover - the service supports SQLite and PostgreSQL
             raise InputError(f"content cache: unsupported database {dialect}")
+        insert = sqlite_insert if dialect == "sqlite" else pg_insert
 
         def run() -> None:
             with self.engine.begin() as conn:
-                for i in range(0, len(rows), 500):
-                    conn.execute(stmt, rows[i : i + 500])
+                for t, rows in todo:
+                    stmt = insert(t).on_conflict_do_nothing()
+                    for i in range(0, len(rows), 500):
+                        conn.execute(stmt, rows[i : i + 500])
 
         _retry(run)
 
@@ -220,6 +280,16 @@ class FileMemo:
     _known: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _new: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _looked_up: set[str] = field(default_factory=set)
+    _new_stored: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def stored(self, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """The (SHA-256, size) of the contents these storage keys unpack to, as far as the cache knows."""
+        return self.store.get_stored(keys) if self.store is not None else {}
+
+    def remember_stored(self, key: str, sha256: str, size: int) -> None:
+        """Keep for `flush`: the file stored as ``key`` unpacked to this content."""
+        if self.store is not None:
+            self._new_stored[key] = (sha256, size)
 
     def version(self, analyser: str) -> str:
         if analyser not in self.versions:
@@ -232,8 +302,7 @@ class FileMemo:
             return
         todo = [h for h in set(hashes) if h not in self._looked_up]
         self._looked_up.update(todo)
-        keys = [(h, a, self.version(a)) for h in todo for a in analysers]
-        self._known.update(self.store.get_many(keys))
+        self._known.update(self.store.get_by_content(todo, {a: self.version(a) for a in analysers}))
 
     def get(self, sha256: str, analyser: str, compute: Callable[[], Any]) -> Any:
         """``compute()``'s JSON value for this content, from the cache or computed and kept for `flush`."""
@@ -251,6 +320,7 @@ class FileMemo:
         return json.loads(text)
 
     def flush(self) -> None:
-        if self.store is not None and self._new:
-            self.store.put_many(self._new)
+        if self.store is not None:
+            self.store.put_many(self._new, self._new_stored)
         self._new = {}
+        self._new_stored = {}

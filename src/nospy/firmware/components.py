@@ -96,8 +96,16 @@ def _anchors() -> tuple[yara_x.Rules, dict[str, Signature]]:
     return yara_x.compile(source), by_rule
 
 
-def _banners(scanner: yara_x.Scanner, by_rule: dict[str, Signature], data: bytes) -> list[tuple[str, str, int]]:
-    """(signature rule, version, offset) of the version banners in one file's bytes (cached by content)."""
+def _banners(
+    scanner: yara_x.Scanner, by_rule: dict[str, Signature], elf_only: bool, data: bytes
+) -> list[tuple[str, str, int]]:
+    """(signature rule, version, offset) of the version banners in one file's bytes (cached by content).
+
+    With ``elf_only`` a file that is not an ELF program has none (outside /boot, banners are looked
+    for in programs only).
+    """
+    if elf_only and data[:4] != b"\x7fELF":
+        return []
     out = []
     for rule in scanner.scan(data).matching_rules:
         s = by_rule[rule.identifier]
@@ -124,12 +132,10 @@ def _run(ctx: Context) -> list[Finding]:
     for entry in ctx.files():
         if entry.size < 64:
             continue
-        data = ctx.read(entry.path)
-        if data is None or (data[:4] != b"\x7fELF" and not entry.path.startswith("/boot/")):
-            continue
-        for rule_id, version, offset in ctx.cached(
-            "components", entry.path, data, partial(_banners, scanner, by_rule, data)
-        ):
+        boot = entry.path.startswith("/boot/")
+        analyser = "components.boot" if boot else "components"
+        banners = ctx.analyse(analyser, entry, partial(_banners, scanner, by_rule, not boot))
+        for rule_id, version, offset in banners or []:
             s = by_rule[rule_id]
             found.setdefault((s.name, version, entry.path), Component(s.name, version, s.kind, entry.path, offset))
     unique: dict[tuple[str, str], Component] = {}

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class Context:
             return
         self._pool = ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1))
         for entry in self.files():
-            if entry.path not in self._cache:
+            if entry.path not in self._cache and entry.path not in self._known:
                 self._ahead[entry.path] = self._pool.submit(self.tree.read, entry.path, MAX_READ)
 
     def close(self) -> None:
@@ -123,6 +124,60 @@ class Context:
 
     memo: FileMemo = field(default_factory=lambda: FileMemo(None))
     _digests: dict[str, str] = field(default_factory=dict)
+    _known: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 known from its storage key, not read
+
+    def digest_files(self) -> list[str]:
+        """The SHA-256 of every readable regular file, in the order of `files` (unreadable ones reported).
+
+        With a content cache, a file whose stored form (`FileTree.storage_key`) the cache has seen
+        unpack before is not read: its content's digest is the one stored then, and `analyse` reads
+        it only if an analyser's result for that content is missing. The others are read in order,
+        so read errors come in the same order with or without a cache.
+        """
+        keys: dict[str, str] = {}
+        if self.memo.store is not None:
+            for entry in self.files():
+                key = self.tree.storage_key(entry.path) if entry.size <= MAX_READ else None
+                if key is not None:
+                    keys[entry.path] = key
+        stored = self.memo.stored(keys.values())
+        out = []
+        for entry in self.files():
+            key = keys.get(entry.path)
+            sha, size = stored.get(key, ("", -1)) if key is not None else ("", -1)
+            if size == entry.size:
+                self._known[entry.path] = sha
+                out.append(sha)
+                continue
+            data = self.read(entry.path)
+            if data is None:
+                continue
+            out.append(self.digest(entry.path, data))
+            if key is not None and len(data) == entry.size:
+                self.memo.remember_stored(key, out[-1], entry.size)
+        return out
+
+    def analyse(self, analyser: str, entry: Entry, compute: Callable[[bytes], Any]) -> Any:
+        """``compute(content)`` of a regular file (JSON types; ``None`` when it is unreadable), cached by content.
+
+        ``compute`` must depend on the content alone (never on the path): its result is reused for the
+        same bytes anywhere in any image. The file is read only when the result is not in the cache.
+        Without a cache the result goes through the same JSON round trip, so a scan's report is the
+        same with or without one.
+        """
+        sha = self._known.get(entry.path)
+        if sha is not None:
+            return self.memo.get(sha, analyser, lambda: compute(self._content(entry.path)))
+        data = self.read(entry.path)
+        if data is None:
+            return None
+        return self.memo.get(self.digest(entry.path, data), analyser, partial(compute, data))
+
+    def _content(self, path: str) -> bytes:
+        data = self.read(path)
+        if data is None:  # it unpacked before, from the same stored bytes
+            raise InputError(f"{path}: unreadable now, though its stored form was read before")
+        return data
 
     def files(self) -> list[Entry]:
         """Every regular file of the tree, once."""

@@ -154,15 +154,23 @@ def _in_file(ctx: Context, path: str, data: bytes) -> dict[str, object] | None:
     }
 
 
+def _in_program_or_text(ctx: Context, path: str, programs_only: bool, data: bytes) -> dict[str, object] | None:
+    """`_in_file` for ELF programs and text; other binary data (compressed, images) has none."""
+    is_elf = data[:4] == b"\x7fELF"
+    if not is_elf and (programs_only or b"\x00" in data[:8192]):
+        return None
+    return _in_file(ctx, path, data)
+
+
 def _run(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
-    for entry, data in ctx.texts(lambda e: _scannable(e.path, e.size)):
-        is_elf = data[:4] == b"\x7fELF"
-        if not is_elf and b"\x00" in data[:8192]:
-            continue  # other binary data: compressed, images
-        if not is_elf and posixpath.basename(entry.path).lower().endswith(_SKIP_EXTS):
+    for entry in ctx.files():
+        if not _scannable(entry.path, entry.size):
             continue
-        result = ctx.cached("credentials", entry.path, data, partial(_in_file, ctx, entry.path, data))
+        # web pages, sources and certificates: only a program of that name is read for credentials
+        programs_only = posixpath.basename(entry.path).lower().endswith(_SKIP_EXTS)
+        analyser = "credentials.elf" if programs_only else "credentials"
+        result = ctx.analyse(analyser, entry, partial(_in_program_or_text, ctx, entry.path, programs_only))
         if not result:
             continue
         found = [FoundCredential(*c) for c in result["found"]]

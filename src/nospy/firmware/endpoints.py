@@ -189,9 +189,10 @@ def _in_file(ctx: Context, path: str, data: bytes) -> list[tuple[str, str, int |
 def _run(ctx: Context) -> list[Finding]:
     seen: dict[tuple[str, int | None], list[Evidence]] = {}
     kinds: dict[tuple[str, int | None], str] = {}
-    for entry, data in ctx.texts(lambda e: _scannable(e.path, e.size)):
-        found = ctx.cached("endpoints", entry.path, data, partial(_in_file, ctx, entry.path, data))
-        for host, kind, port, line, offset in found:
+    for entry in ctx.files():
+        if not _scannable(entry.path, entry.size):
+            continue
+        for host, kind, port, line, offset in ctx.analyse("endpoints", entry, partial(_in_file, ctx, entry.path)) or []:
             key = (host, port)
             seen.setdefault(key, []).append(ctx.evidence(entry.path, line, offset))
             kinds.setdefault(key, kind)

@@ -173,6 +173,7 @@ def _candidate(size: int, path: str) -> bool:
 
 
 _SUFFIXES = (".p12", ".pfx", ".key", ".der", ".pk8", ".pkcs8")
+ANALYSERS = tuple(f"keys{s}" for s in ("", *_SUFFIXES))  # the content cache's names of this detector's results
 
 
 def _suffix(path: str) -> str:
@@ -183,6 +184,8 @@ def _suffix(path: str) -> str:
 def _in_file(data: bytes, suffix: str) -> list[tuple[list[object], int | None]]:
     """The private keys in one file's bytes, each with its line (cached by content and name suffix)."""
     out: list[tuple[list[object], int | None]] = []
+    if b"PRIVATE KEY" not in data and b"PuTTY-User-Key-File" not in data and data[:1] not in (b"\x00", b"\x30"):
+        return out  # no PEM or PuTTY marker, and not DER (a SEQUENCE) or a binary store
     for key in find_private_keys(data, "file" + suffix):
         line = data.count(b"\n", 0, key.offset) + 1 if key.offset or data[:1] == b"-" else None
         out.append(([key.format, key.algorithm, key.bits, key.offset, key.encrypted, key.fingerprint], line))
@@ -197,10 +200,13 @@ def _run(ctx: Context) -> list[Finding]:
         allowed_authorized = set(ctx.agreement.keys.authorized)
     findings: list[Finding] = []
     keys: list[dict[str, object]] = []
-    for entry, data in ctx.texts(lambda e: _candidate(e.size, e.path)):
+    for entry in ctx.files():
+        if not _candidate(entry.size, entry.path):
+            continue
         base = posixpath.basename(entry.path)
         if base.startswith("authorized_keys"):
-            for n, kind, fp, comment in parse_authorized_keys(data.decode("latin-1")):
+            data = ctx.read(entry.path)
+            for n, kind, fp, comment in parse_authorized_keys((data or b"").decode("latin-1")):
                 ev = ctx.evidence(entry.path, n)
                 keys.append({"path": entry.path, "kind": "authorized", "type": kind, "fingerprint": fp})
                 if entry.path not in allowed_authorized:
@@ -215,12 +221,9 @@ def _run(ctx: Context) -> list[Finding]:
                         )
                     )
             continue
-        if b"PRIVATE KEY" not in data and b"PuTTY-User-Key-File" not in data and data[:1] not in (b"\x00", b"\x30"):
-            continue
         # the name matters only through its suffix (.p12, .key ...): that suffix is part of the cache key
         suffix = _suffix(entry.path)
-        found = ctx.cached(f"keys{suffix}", entry.path, data, partial(_in_file, data, suffix))
-        for fields, line in found:
+        for fields, line in ctx.analyse(f"keys{suffix}", entry, partial(_in_file, suffix=suffix)) or []:
             key = FoundKey(*fields)
             ev = ctx.evidence(entry.path, line, key.offset)
             size = f" {key.bits}-bit" if key.bits else ""

@@ -22,7 +22,8 @@ from elftools.elf.sections import SymbolTableSection
 
 from nospy.errors import InputError
 from nospy.findings import Finding
-from nospy.firmware.context import Context, Detector, finding
+from nospy.firmware.context import MAX_READ, Context, Detector, finding
+from nospy.firmware.tree import Entry
 
 __all__ = ["LISTENERS", "ElfInfo", "read_elf"]
 
@@ -136,26 +137,45 @@ def _elf_facts(data: bytes) -> dict[str, object]:
     return {"executable": info.executable, "static": info.static, "imports": sorted(info.imports)}
 
 
+def _may_listen(data: bytes) -> bool:
+    """An ELF file that names listen and bind (else they are not even in its string table)."""
+    return data[:4] == b"\x7fELF" and b"\x00listen\x00" in data and b"\x00bind\x00" in data
+
+
+def _listening_elf_facts(data: bytes) -> dict[str, object] | None:
+    """`_elf_facts` of an ELF file that may listen; ``None`` for any other content (not parsed)."""
+    return _elf_facts(data) if _may_listen(data) else None
+
+
+def _large_elf_facts(ctx: Context, entry: Entry) -> dict[str, object] | None:
+    """`_listening_elf_facts` of a file larger than the context reads: its section tables sit at the end."""
+    data = ctx.read(entry.path)
+    if data is None or not _may_listen(data):
+        return None
+    if len(data) < entry.size <= MAX_ELF:
+        try:
+            data = ctx.tree.read(entry.path)
+        except InputError as exc:
+            ctx.error(entry.path, str(exc))
+            return None
+    facts: dict[str, object] = ctx.cached("listeners", entry.path, data, partial(_elf_facts, data))
+    return facts
+
+
 def _run(ctx: Context) -> list[Finding]:
     listeners: list[Listener] = []
     static = 0
     for entry in ctx.files():
         if entry.size < 64:
             continue
-        data = ctx.read(entry.path)
-        if data is None or data[:4] != b"\x7fELF":
-            continue
-        if b"\x00listen\x00" not in data or b"\x00bind\x00" not in data:
-            continue  # the names are not even in its string table: no need to parse it
         if _LIBRARY.search(posixpath.basename(entry.path)):
             continue  # libc.so.6 has an interpreter too (it prints its version), but it is a library
-        if len(data) < entry.size <= MAX_ELF:  # the cache holds a prefix; section tables sit at the end
-            try:
-                data = ctx.tree.read(entry.path)
-            except InputError as exc:
-                ctx.error(entry.path, str(exc))
-                continue
-        facts = ctx.cached("listeners", entry.path, data, partial(_elf_facts, data))
+        if entry.size <= MAX_READ:
+            facts = ctx.analyse("listeners", entry, _listening_elf_facts)
+        else:
+            facts = _large_elf_facts(ctx, entry)
+        if facts is None:
+            continue
         if "error" in facts:
             ctx.error(entry.path, f"{entry.path}: {facts['error']}")
             continue

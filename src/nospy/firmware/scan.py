@@ -93,20 +93,28 @@ def _checked(agreement: Agreement | None, geo: CountryLookup | None) -> set[Clau
 
 
 # Per-file analysers whose stored results a cached scan loads in one batch before the detectors run.
-_PER_FILE = ("backdoors", "endpoints", "credentials", "keys", "listeners", "components")
+_PER_FILE = (
+    "backdoors",
+    "endpoints",
+    "credentials",
+    "credentials.elf",
+    *keys.ANALYSERS,
+    "listeners",
+    "components",
+    "components.boot",
+    "scripts",
+    "scripts.rc",
+)
 
 
 def _prefetch(ctx: Context) -> None:
     """Hash every file and load the cache's results for those contents in a few queries.
 
     Every file is read here, in the tree's order, with or without a cache (see `scan_tree`), so read
-    errors come in the same order either way.
+    errors come in the same order either way; with a cache, files stored as they were in an image
+    seen before are known without reading (`Context.digest_files`).
     """
-    hashes = []
-    for entry in ctx.files():
-        data = ctx.read(entry.path)
-        if data is not None:
-            hashes.append(ctx.digest(entry.path, data))
+    hashes = ctx.digest_files()
     analysers = [*_PER_FILE, *(["backdoors+user"] if ctx.rules_dirs else [])]
     ctx.memo.prefetch(hashes, analysers)
 
@@ -165,6 +173,7 @@ class FirmwareSource:
     tree: FileTree | None = None  # already opened (``nospy scan`` opens first so a bad path is exit 2)
     last: ScanResult | None = None
     cache: ContentCache | None = None
+    sha256: str | None = None  # the image's, when already computed (``nospy scan`` hashes it for its target)
 
     @property
     def label(self) -> str:
@@ -178,7 +187,7 @@ class FirmwareSource:
             tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress, cache=self.cache
         )
         return SourceResult(
-            source=Source(kind="firmware", path=str(self.path), sha256=_sha256(self.path)),
+            source=Source(kind="firmware", path=str(self.path), sha256=self.sha256 or _sha256(self.path)),
             checked=self.last.checked,
             findings=self.last.findings,
             errors=self.last.errors,
@@ -225,7 +234,7 @@ def scan_report(
             progress("firmware: report from the content cache")
             cache.reports_served += 1
             return Report.model_validate_json(stored)
-    source = FirmwareSource(path, rules_dirs, geo, open_tree(path), cache=cache)
+    source = FirmwareSource(path, rules_dirs, geo, open_tree(path), cache=cache, sha256=target.sha256)
     report = _scan_report(source, target, agreement, progress)
     if cache is not None and report_key is not None:
         cache.put_many({report_key: report.model_dump_json()})

@@ -115,6 +115,13 @@ class FileTree(ABC):
         """
         return io.BytesIO(self.read(path))
 
+    def storage_key(self, path: str) -> str | None:
+        """A digest of how the regular file at ``path`` is stored in its container, or ``None``.
+
+        Files with equal keys have equal contents; see `nospy.firmware.unpack.base.Filesystem.storage_key`.
+        """
+        return None
+
     def sha256(self, path: str) -> str:
         h = hashlib.sha256()
         with self.open(path) as fh:

@@ -5,10 +5,9 @@ local instance with one worker per core, or joins the cluster at ``--ray ADDRESS
 changes. On a cluster every node needs nospy installed, the images at the same paths and a database
 all of them reach (PostgreSQL through ``NOSPY_DATABASE_URL``).
 
-With the content cache, the first image runs alone before the others fan out: releases of one
-product line share most of their files, and analysing those once, instead of once per worker that
-starts at the same time, costs no wall time (the first image's new contents would otherwise be
-analysed by every core in parallel).
+Ray's start-up is not waited for idly: the driver scans images itself until Ray is up, and always
+the first one when there is a content cache (see `scan_fleet`); every worker loads the scanning
+stack (`warm`) as soon as Ray is up.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,6 +62,14 @@ class FleetResult(BaseModel):
 _CACHES: dict[str, Any] = {}  # one engine per database and worker process, reused by its tasks
 
 
+def _cache(url: str, *, migrate: bool = False) -> Any:
+    from nospy.firmware.cache import ContentCache  # noqa: PLC0415 - loaded in the worker, not the CLI
+
+    if url not in _CACHES:
+        _CACHES[url] = ContentCache.open(url, migrate=migrate)
+    return _CACHES[url]
+
+
 def _failed(path: str, message: str) -> ImageResult:
     error = ErrorEntry(source=f"firmware:{Path(path).name}", message=message)
     return ImageResult(path=path, status="error", errors=[error])
@@ -69,16 +77,11 @@ def _failed(path: str, message: str) -> ImageResult:
 
 def scan_one(path: str, agreement: Agreement | None, cache_url: str | None) -> ImageResult:
     """Scan one image (in a Ray worker): its summary, or an error entry when it cannot be scanned."""
-    from nospy.firmware.cache import ContentCache  # noqa: PLC0415 - loaded in the worker, not the CLI
-    from nospy.firmware.scan import scan_report  # noqa: PLC0415
+    from nospy.firmware.scan import scan_report  # noqa: PLC0415 - loaded in the worker, not the CLI
 
     image = Path(path)
     try:
-        cache = None
-        if cache_url is not None:
-            if cache_url not in _CACHES:
-                _CACHES[cache_url] = ContentCache.open(cache_url, migrate=False)
-            cache = _CACHES[cache_url]
+        cache = _cache(cache_url) if cache_url is not None else None
         served = cache.reports_served if cache is not None else 0
         report = scan_report(image, agreement, cache=cache)
     except NospyError as exc:
@@ -100,15 +103,12 @@ def scan_one(path: str, agreement: Agreement | None, cache_url: str | None) -> I
 def warm(cache_url: str | None) -> int:
     """Load the scanning stack (and open the cache) in a Ray worker, so its first image pays no imports.
 
-    Run beside the first image: that worker starts and imports while the first image is scanned, and
-    the other images then find two ready workers (a setup hook would need a runtime environment).
+    Sent to every worker as soon as Ray is up, while the driver still scans (see `scan_fleet`).
     """
-    from nospy.firmware.cache import ContentCache  # noqa: PLC0415 - loaded in the worker, not the CLI
-
     for module in ("nospy.firmware.scan", "nospy.firmware.unpack"):
         importlib.import_module(module)
-    if cache_url is not None and cache_url not in _CACHES:
-        _CACHES[cache_url] = ContentCache.open(cache_url, migrate=False)
+    if cache_url is not None:
+        _cache(cache_url)
     return os.getpid()
 
 
@@ -134,6 +134,58 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+class _Starting:
+    """Ray being started (or joined) in a thread, so the driver can scan meanwhile.
+
+    The thread lives until `stop`: the processes of a local Ray die with the thread that started them
+    (they are made to, so none outlives the driver), so it may not end before they are shut down.
+    As soon as Ray is up it sends every worker `warm`, whose results are not needed.
+    """
+
+    def __init__(self, ray: Any, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
+        self.ray = ray
+        self.started = False
+        self.error: InputError | None = None
+        self._up = threading.Event()
+        self._end = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(address, num_cpus, cache_url), name="ray-start", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
+        try:
+            self.started = _init(self.ray, address, num_cpus)
+            for _ in range(int(self.ray.cluster_resources().get("CPU", 1))):
+                self.ray.remote(num_cpus=1)(warm).remote(cache_url)
+        except InputError as exc:
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it in its thread
+            self.error = InputError(f"Ray: {type(exc).__name__}: {exc}")
+        finally:
+            self._up.set()
+        self._end.wait()
+
+    @property
+    def up(self) -> bool:
+        """Ray is up (or failed to start: `wait` raises the error)."""
+        return self._up.is_set()
+
+    def wait(self) -> None:
+        self._up.wait()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self._up.wait()
+        try:
+            if self.started:
+                self.ray.shutdown()
+        finally:
+            self._end.set()
+            self._thread.join()
+
+
 def scan_fleet(
     images: Sequence[Path],
     agreement: Agreement | None = None,
@@ -143,30 +195,43 @@ def scan_fleet(
     num_cpus: int | None = None,
     on_result: Callable[[ImageResult], None] = lambda _: None,
 ) -> FleetResult:
-    """Scan every image in a Ray task; ``cache_url`` is the content cache's database (``None``: no cache)."""
+    """Scan every image in a Ray task; ``cache_url`` is the content cache's database (``None``: no cache).
+
+    While Ray starts (seconds for a local Ray), the driver scans images itself, in order: always the
+    first one when there is a cache (releases of one product line share most of their files, and its
+    new contents are then analysed once, not by every worker starting at the same time), and more
+    until Ray is up. The rest go to Ray, one task per image. It stops as soon as Ray is up: while its
+    Python is busy, Ray's own work in the driver waits for the interpreter, and the workers start many
+    times slower. The driver creates or migrates the cache's schema first.
+    """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
-    started = _init(ray, ray_address, num_cpus)
+    starting = _Starting(ray, ray_address, num_cpus, cache_url)
+    results: dict[int, ImageResult] = {}
+
+    def done(i: int, result: ImageResult) -> None:
+        result = result.model_copy(update={"path": str(images[i])})
+        results[i] = result
+        on_result(result)
+
     try:
+        if cache_url is not None:
+            _cache(cache_url, migrate=True)
+        local = 0
+        while local < len(images) and (not starting.up or (local == 0 and cache_url is not None)):
+            done(local, scan_one(str(images[local].resolve()), agreement, cache_url))
+            local += 1
+        starting.wait()
         task = ray.remote(num_cpus=1)(scan_one)
-        if cache_url is not None and len(images) > 1:  # see `warm`; its result is not needed
-            ray.remote(num_cpus=1)(warm).remote(cache_url)
-        results: dict[int, ImageResult] = {}
-        order = list(range(len(images)))
-        waves = [order[:1], order[1:]] if cache_url is not None and len(order) > 1 else [order]
-        for wave in waves:
-            pending = {task.remote(str(images[i].resolve()), agreement, cache_url): i for i in wave}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(done[0])
-                try:
-                    result: ImageResult = ray.get(done[0])
-                except ray.exceptions.RayError as exc:  # the worker died (out of memory, a crash)
-                    result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
-                result = result.model_copy(update={"path": str(images[i])})
-                results[i] = result
-                on_result(result)
+        pending = {task.remote(str(images[i].resolve()), agreement, cache_url): i for i in range(local, len(images))}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            try:
+                result: ImageResult = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # the worker died (out of memory, a crash)
+                result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
+            done(i, result)
     finally:
-        if started:
-            ray.shutdown()
-    return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in order])
+        starting.stop()
+    return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in range(len(images))])

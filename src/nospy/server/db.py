@@ -158,6 +158,21 @@ class Analysis(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
+class StoredContent(Base):
+    """The content a file's stored form unpacks to, so an unchanged file is known without unpacking it.
+
+    ``key`` is a digest of how a filesystem stores the file (for squashfs: its compressed blocks, its
+    fragment and the compression; see `nospy.firmware.unpack.Filesystem.storage_key`); the same key
+    always unpacks to the same bytes, whose SHA-256 and size are kept here.
+    """
+
+    __tablename__ = "stored_contents"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
 # ---- `nospy monitor`: logs followed, releases checked, alerts raised (migration 0003_monitor) ----------
 
 

@@ -123,6 +123,15 @@ class Filesystem(ABC):
         """A value identifying a directory, to stop at loops (hard-linked directories)."""
         return id(ref)
 
+    def storage_key(self, ref: object) -> str | None:
+        """A digest of what regular file ``ref`` is decoded from, made without decoding it whole, or ``None``.
+
+        Two files with the same storage key decode to the same bytes (a content cache then knows the
+        content without decompressing it). The key names the handler's format and reader version, so
+        keys of different formats never meet. ``None`` (the default): no such shortcut for this format.
+        """
+        return None
+
     def walk(self, ctx: Context) -> Iterator[tuple[str, Node, object]]:
         """Every (path, node, handle), parents before children; names that are not plain names are reported."""
         node, ref = self.root()

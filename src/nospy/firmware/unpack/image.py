@@ -462,6 +462,15 @@ class ImageTree(FileTree):
         fs, ref = self._files[real]
         return entry, fs, ref
 
+    def storage_key(self, path: str) -> str | None:
+        try:
+            _, fs, ref = self._file(path)
+            return fs.storage_key(ref)
+        except LimitError:
+            raise
+        except Exception:  # noqa: BLE001 - no key: the file is read, and whatever is wrong is reported then
+            return None
+
     def open(self, path: str) -> BinaryIO:
         entry, fs, ref = self._file(path)
         if entry.size > self.limits.max_bytes:

@@ -14,6 +14,7 @@ Limitations: squashfs 2.x and 3.x (and 4.0 big-endian) are listed through Debian
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 import stat
 import struct
@@ -73,6 +74,7 @@ _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _XZ_ID = 4
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
+_KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
 
 
 class _StrictIO(ViewIO):
@@ -305,6 +307,44 @@ class _Fs(Filesystem):
 
     def open_file(self, ref: object) -> BinaryIO:
         return _FileStream(ref)
+
+    def storage_key(self, ref: object) -> str | None:
+        """The compression, block size and file size, each data block's size word and stored bytes, and
+        the tail's bytes: all a file's content is decoded from.
+
+        The tail is decoded (one fragment block, shared by many files, decoded once): keyed by its
+        stored block instead, a program would miss whenever any small file beside its tail changed.
+        Vendor LZMA gets no key: the framing it is decoded with is chosen by the first block that decodes.
+        """
+        if self.fs.sb.compression == _LZMA_ID:
+            return None
+        inode: Any = ref
+        h = hashlib.sha256(_KEY_FORMAT)
+        h.update(struct.pack("<HIQ", self.fs.sb.compression, self.fs.block_size, inode.size))
+        pos = inode.header.start_block
+        for word, count in inode.block_list:
+            if word is None:  # the tail, in a fragment block shared with other files
+                offset = inode.header.offset
+                h.update(self._fragment(inode.header.fragment)[offset : offset + count])
+                continue
+            h.update(struct.pack("<I", word) + self._stored(pos, word))
+            pos += word & ~_UNCOMPRESSED
+        return h.hexdigest()
+
+    def _stored(self, pos: int, word: int) -> bytes:
+        length = word & ~_UNCOMPRESSED
+        self.fs.fh.seek(pos)
+        data: bytes = self.fs.fh.read(length) if length else b""
+        if len(data) != length:
+            raise FormatError(f"block at {pos:#x} truncated")
+        return data
+
+    def _fragment(self, index: int) -> bytes:
+        # decoded once however many files' tails it holds, and by whichever thread asks first: the
+        # block cache (`_SharedBlocks`) is shared by threads
+        entry = self.fs._lookup_fragment(index)
+        data: bytes = self.fs._read_block(entry.start_block, entry.size)[1]
+        return data
 
 
 class Squashfs4(Handler):
