@@ -58,6 +58,13 @@ CHECK_WORKER, UPLOAD_WORKER = "nospy-check", "nospy-upload"
 # ---- the work, in a worker process: blobs in, JSON out, no database --------------------------------------
 
 
+def _named(text: str, names: dict[str, str]) -> str:
+    """A message with every path in ``names`` replaced by the file's name as uploaded."""
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
+
+
 class _Uploaded:
     """The stored files of one job, each under the name it was uploaded with: a symlink in a private
     folder of the store's scratch area, so reports name them as their users do (``conn.log: flows to``,
@@ -82,9 +89,7 @@ class _Uploaded:
 
     def text(self, text: str) -> str:
         """A message with every file named as uploaded."""
-        for path, name in self.names.items():
-            text = text.replace(path, name)
-        return text
+        return _named(text, self.names)
 
     def json(self, text: str) -> str:
         """JSON text with every file named as uploaded. The folder is of the store's choosing and the
@@ -185,10 +190,7 @@ def compute_validation(blob_root: str, files: list[FileSpec], progress: Progress
                 evidence.setdefault(role, []).append(store.path(digest))
         build_sources(evidence)
     except InputError as exc:
-        text = str(exc)
-        for path, name in names.items():
-            text = text.replace(path, name)
-        return text
+        return _named(str(exc), names)
     return ""
 
 
