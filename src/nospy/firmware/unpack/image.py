@@ -13,6 +13,7 @@ container chain, e.g. ``/@image/uimage@0x0/lzma@0x40/data``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import inspect
 import io
@@ -179,13 +180,20 @@ class _Engine:
 
     def scan(self, data: memoryview, chain: str, depth: int, base: int = 0) -> bool:
         """Unpack every chunk in ``data``; True if one starts at offset 0 (``data`` is a wrapper, not a payload)."""
-        starts_at_zero = False
         failures: dict[str, int] = {}
+        # most data starts with its container (an image, a file found to be one): tried before any
+        # search, which then starts after it (in a squashfs image, nothing is left to search)
         pos = 0
+        found = None
+        if self.any_magic.match(data) is not None:
+            self.budget.check_time()
+            found = self._identify(data, 0, chain, base, failures)
+            pos = self._unpack(found, chain, base, depth) if found is not None else 1
+        starts_at_zero = found is not None
         # per pattern, its next match (kind 0) or where to go on looking (kind 1), smallest first; each
         # search covers one window, so a pattern with no match does not read through a 30 MB squashfs
         # that a later chunk start will skip anyway
-        heap = [e for i in range(len(self.finders)) if (e := self._search(data, i, 0)) is not None]
+        heap = [e for i in range(len(self.finders)) if (e := self._search(data, i, pos)) is not None]
         heapq.heapify(heap)
         while heap:
             at, kind, i = heap[0]
@@ -201,15 +209,18 @@ class _Engine:
             if found is None:
                 pos = at + 1
                 continue
-            handler, chunk = found
-            off = chunk.start
-            if off < pos:  # a magic found after the previous chunk but whose chunk starts inside it
+            if found[1].start < pos:  # a magic found after the previous chunk but whose chunk starts inside it
                 pos = at + 1
                 continue
-            starts_at_zero |= off == 0
-            self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + off:#x}", depth)
-            pos = chunk.end
+            starts_at_zero |= found[1].start == 0  # a chunk found by a magic after its start (tar's)
+            pos = self._unpack(found, chain, base, depth)
         return starts_at_zero
+
+    def _unpack(self, found: tuple[Handler, Chunk], chain: str, base: int, depth: int) -> int:
+        """Expand an identified chunk; where it ends."""
+        handler, chunk = found
+        self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + chunk.start:#x}", depth)
+        return chunk.end
 
     def _search(self, data: memoryview, i: int, start: int) -> tuple[int, int, int] | None:
         end = min(len(data), start + _WINDOW)
@@ -339,6 +350,7 @@ _ATOM = re.compile(
 )
 
 
+@functools.cache  # every image's engine asks for the same patterns
 def _finder(pattern: bytes) -> tuple[re.Pattern[bytes], int]:
     """What to search for to find ``pattern``, and how far after the pattern's start it lies.
 
