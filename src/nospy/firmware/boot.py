@@ -396,8 +396,11 @@ class _Walker:
         if real is None or real in self.seen or depth > MAX_DEPTH or not self.ctx.exists(real):
             return
         self.seen.add(real)
+        head = self.ctx.head(real, 4096)
+        if head is None or b"\x00" in head:  # a program, not a script
+            return
         data = self.ctx.read(real)
-        if data is None or b"\x00" in data[:4096]:
+        if data is None:
             return
         commands, variables = parse_script(data.decode("latin-1"))
         for c in commands:

@@ -8,6 +8,7 @@ re-computing them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -206,6 +207,18 @@ class Context:
             data = None
         self._cache[path] = data
         return data
+
+    def head(self, path: str, size: int) -> bytes | None:
+        """The first ``size`` bytes of the file at ``path``, or ``None`` when `read` gives ``None``.
+
+        Only the head is read (a large program is not decompressed whole to see that it is not a
+        script), unless the file was read before or is being read ahead.
+        """
+        if path not in self._cache and path not in self._ahead:
+            with contextlib.suppress(InputError, OSError):
+                return self.tree.read(path, size)
+        data = self.read(path)  # whole, or unreadable: `read` reports why
+        return None if data is None else data[:size]
 
     def digest(self, path: str, data: bytes) -> str:
         """SHA-256 of ``data``, the content read at ``path`` (computed once per path)."""
