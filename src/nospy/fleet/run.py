@@ -1,13 +1,14 @@
-"""One Ray task per image; the driver gathers each image's verdicts, counts by severity and errors.
+"""Ray tasks and the driver scan the images; the driver gathers each one's verdicts, counts by severity
+and errors.
 
 Ray schedules the tasks (https://docs.ray.io/en/latest/ray-core/tasks.html): ``ray.init`` starts a
-local instance with one worker per core, or joins the cluster at ``--ray ADDRESS``; nothing else
-changes. On a cluster every node needs nospy installed, the images at the same paths and a database
-all of them reach (PostgreSQL through ``NOSPY_DATABASE_URL``).
+local instance with a worker on every core but the driver's, or joins the cluster at ``--ray
+ADDRESS``; nothing else changes. On a cluster every node needs nospy installed, the images at the
+same paths and a database all of them reach (PostgreSQL through ``NOSPY_DATABASE_URL``).
 
-Ray's start-up is not waited for idly: the driver scans images itself until Ray is up, and always
-the first one when there is a content cache (see `scan_fleet`); every worker loads the scanning
-stack (`warm`) as soon as Ray is up.
+Ray's start-up (seconds) and shutdown are not waited for idly: the driver scans images itself from
+the start, and goes on while Ray's workers take images from the other end of the list (see
+`scan_fleet`); every worker loads the scanning stack (`warm`) as soon as Ray is up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import importlib
 import logging
 import os
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,7 +125,7 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> bool:
             ray.init(address=address, **quiet)
         else:
             ray.init(
-                num_cpus=num_cpus or os.cpu_count() or 1,
+                num_cpus=num_cpus or local_workers(),
                 include_dashboard=False,
                 # workers start with the first tasks: prestarted ones would belong to no job and sit idle
                 _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
@@ -134,20 +136,52 @@ def _init(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+def local_workers() -> int:
+    """Ray workers of a local Ray: a core each but the driver's, which scans images too (see `scan_fleet`)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+_RAY_STOP_SECONDS = 1.5  # a local Ray stops its processes one by one, each with a grace period
+
+
+class _Pace:
+    """How long the driver takes per image (the first, analysed in full, aside)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        self._began = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.times.append(time.perf_counter() - self._began)
+
+    def alone(self, left: int) -> bool:
+        """The driver would scan ``left`` more images alone in the time a local Ray takes to stop."""
+        later = self.times[1:]
+        return bool(later) and left * sum(later) / len(later) <= _RAY_STOP_SECONDS
+
+
 class _Starting:
     """Ray being started (or joined) in a thread, so the driver can scan meanwhile.
 
-    The thread lives until `stop`: the processes of a local Ray die with the thread that started them
-    (they are made to, so none outlives the driver), so it may not end before they are shut down.
-    As soon as Ray is up it sends every worker `warm`, whose results are not needed.
+    The same thread shuts a local Ray down when told to (`release`, `stop`): the processes of a
+    local Ray die with the thread that started them (they are made to, so none outlives the driver),
+    so it may not end before. As soon as Ray is up it sends every worker `warm`; `warm` tells when
+    one of them is done.
     """
 
     def __init__(self, ray: Any, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         self.ray = ray
         self.started = False
         self.error: InputError | None = None
+        self.workers = 0
+        self._warming: list[Any] = []
+        self._warm = False
         self._up = threading.Event()
         self._end = threading.Event()
+        self._stop_error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, args=(address, num_cpus, cache_url), name="ray-start", daemon=True
         )
@@ -156,8 +190,9 @@ class _Starting:
     def _run(self, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         try:
             self.started = _init(self.ray, address, num_cpus)
-            for _ in range(int(self.ray.cluster_resources().get("CPU", 1))):
-                self.ray.remote(num_cpus=1)(warm).remote(cache_url)
+            self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+            task = self.ray.remote(num_cpus=1)(warm)
+            self._warming = [task.remote(cache_url) for _ in range(self.workers)]
         except InputError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it in its thread
@@ -165,25 +200,41 @@ class _Starting:
         finally:
             self._up.set()
         self._end.wait()
+        try:
+            if self.started:
+                self.ray.shutdown()
+        except BaseException as exc:  # noqa: BLE001 - raised again by `stop`, in the driver's thread
+            self._stop_error = exc
 
     @property
     def up(self) -> bool:
         """Ray is up (or failed to start: `wait` raises the error)."""
         return self._up.is_set()
 
+    def warm(self) -> bool:
+        """A worker has loaded the scanning stack (or Ray failed to start: `wait` raises the error)."""
+        if not self._warm and self.up:
+            if self.error is not None or not self._warming:
+                self._warm = True
+            else:
+                done, _ = self.ray.wait(self._warming, num_returns=1, timeout=0)
+                self._warm = bool(done)
+        return self._warm
+
     def wait(self) -> None:
         self._up.wait()
         if self.error is not None:
             raise self.error
 
+    def release(self) -> None:
+        """No more tasks will be sent: a local Ray shuts down now, while the driver goes on scanning."""
+        self._end.set()
+
     def stop(self) -> None:
-        self._up.wait()
-        try:
-            if self.started:
-                self.ray.shutdown()
-        finally:
-            self._end.set()
-            self._thread.join()
+        self._end.set()
+        self._thread.join()
+        if self._stop_error is not None:
+            raise self._stop_error
 
 
 def scan_fleet(
@@ -195,43 +246,65 @@ def scan_fleet(
     num_cpus: int | None = None,
     on_result: Callable[[ImageResult], None] = lambda _: None,
 ) -> FleetResult:
-    """Scan every image in a Ray task; ``cache_url`` is the content cache's database (``None``: no cache).
+    """Scan every image, in Ray tasks and in the driver; ``cache_url`` is the content cache's database.
 
-    While Ray starts (seconds for a local Ray), the driver scans images itself, in order: always the
-    first one when there is a cache (releases of one product line share most of their files, and its
-    new contents are then analysed once, not by every worker starting at the same time), and more
-    until Ray is up. The rest go to Ray, one task per image. It stops as soon as Ray is up: while its
-    Python is busy, Ray's own work in the driver waits for the interpreter, and the workers start many
-    times slower. The driver creates or migrates the cache's schema first.
+    ``cache_url`` ``None``: no cache. The driver scans images itself, from the first one on, while Ray
+    starts (seconds for a local Ray) and while its workers load the scanning stack; from then on it
+    keeps every worker two tasks ahead, taking images from the end of the list, and goes on scanning
+    from the front, so all cores stay busy however fast Ray comes up. With a cache the first image is
+    always scanned first and alone: releases of one product line share most of their files, and its
+    new contents are then analysed once, not by every worker at the same time. The driver creates or
+    migrates the cache's schema first. A local Ray has a worker for every core but the driver's.
     """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
     starting = _Starting(ray, ray_address, num_cpus, cache_url)
+    paced = _Pace()
     results: dict[int, ImageResult] = {}
+    todo = deque(range(len(images)))
+    pending: dict[Any, int] = {}
 
     def done(i: int, result: ImageResult) -> None:
         result = result.model_copy(update={"path": str(images[i])})
         results[i] = result
         on_result(result)
 
-    try:
-        if cache_url is not None:
-            _cache(cache_url, migrate=True)
-        local = 0
-        while local < len(images) and (not starting.up or (local == 0 and cache_url is not None)):
-            done(local, scan_one(str(images[local].resolve()), agreement, cache_url))
-            local += 1
-        starting.wait()
-        task = ray.remote(num_cpus=1)(scan_one)
-        pending = {task.remote(str(images[i].resolve()), agreement, cache_url): i for i in range(local, len(images))}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
+    def collect(refs: list[Any]) -> None:
+        for ref in refs:
+            i = pending.pop(ref)
             try:
-                result: ImageResult = ray.get(ready[0])
+                result: ImageResult = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died (out of memory, a crash)
                 result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
             done(i, result)
+
+    try:
+        if cache_url is not None:
+            _cache(cache_url, migrate=True)
+        task = None
+        released = False
+        while todo or pending:
+            # a local Ray takes seconds to stop: once the driver alone would end the fleet in that
+            # time, Ray gets no more tasks, and stops as soon as it has none while the driver goes on
+            stretch = released or (starting.started and paced.alone(len(todo)))
+            if stretch and not released and not pending:
+                starting.release()
+                released = True
+            elif todo and results and not stretch and starting.warm():
+                if task is None:
+                    starting.wait()
+                    task = ray.remote(num_cpus=1)(scan_one)
+                while todo and len(pending) < 2 * starting.workers:
+                    i = todo.pop()
+                    pending[task.remote(str(images[i].resolve()), agreement, cache_url)] = i
+            if pending:  # what Ray has done; when the driver has no image left, wait for the next one
+                ready, _ = ray.wait(list(pending), num_returns=len(pending) if todo else 1, timeout=0 if todo else None)
+                collect(ready)
+            if todo:
+                i = todo.popleft()
+                with paced:
+                    done(i, scan_one(str(images[i].resolve()), agreement, cache_url))
+        starting.wait()
     finally:
         starting.stop()
     return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in range(len(images))])
