@@ -177,3 +177,15 @@ def test_fleet_cli_starts_its_own_ray(images: Path, tmp_path: Path) -> None:
         assert got["status"] == ("fail" if single.failed else "pass")
         assert got["severities"] == {k.value: v for k, v in Counter(f.severity for f in single.findings).items()}
     assert (tmp_path / "data" / "nospy.db").is_file()  # created and migrated by the driver
+
+
+def test_pace_tells_when_the_driver_alone_ends_before_a_local_ray_stops() -> None:
+    from nospy.fleet.run import _RAY_STOP_SECONDS, _Pace
+
+    pace = _Pace()
+    pace.times = [30.0]  # the first image, analysed in full, says nothing of the cached ones after it
+    assert not pace.alone(1)
+    pace.times = [30.0, 0.1, 0.3]  # 0.2 s an image from the second on
+    assert pace.alone(int(_RAY_STOP_SECONDS / 0.2))
+    assert not pace.alone(int(_RAY_STOP_SECONDS / 0.2) + 1)
+    assert pace.alone(0)

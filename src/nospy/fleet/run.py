@@ -141,6 +141,7 @@ def local_workers() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+_RAY_NICE = 10  # a local Ray's processes run at this CPU priority (nice), below the driver's
 _RAY_STOP_SECONDS = 1.5  # a local Ray stops its processes one by one, each with a grace period
 
 
@@ -189,10 +190,15 @@ class _Starting:
 
     def _run(self, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         try:
+            if address is None and not self.ray.is_initialized():
+                # the processes of a local Ray inherit this thread's priority: their start-up (seconds
+                # of CPU in half a dozen processes) must not starve the driver's scanning meanwhile
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _RAY_NICE)
             self.started = _init(self.ray, address, num_cpus)
             self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
-            task = self.ray.remote(num_cpus=1)(warm)
-            self._warming = [task.remote(cache_url) for _ in range(self.workers)]
+            if not self._end.is_set():  # the driver may have scanned every image meanwhile
+                task = self.ray.remote(num_cpus=1)(warm)
+                self._warming = [task.remote(cache_url) for _ in range(self.workers)]
         except InputError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it in its thread
@@ -254,7 +260,10 @@ def scan_fleet(
     from the front, so all cores stay busy however fast Ray comes up. With a cache the first image is
     always scanned first and alone: releases of one product line share most of their files, and its
     new contents are then analysed once, not by every worker at the same time. The driver creates or
-    migrates the cache's schema first. A local Ray has a worker for every core but the driver's.
+    migrates the cache's schema first. A local Ray has a worker for every core but the driver's, and
+    its processes run at a lower CPU priority than the driver (`_RAY_NICE`): they take the cores the
+    driver leaves, never the one it scans on. Once the driver alone would end the fleet in the time a
+    local Ray takes to stop, Ray gets no more tasks and stops while the driver scans the last images.
     """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
