@@ -19,7 +19,7 @@ from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _VendorLzma
+from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _INode, _VendorLzma
 from nospy.firmware.unpack.image import _finder
 from nospy.firmware.unpack.limits import Budget, Limits
 
@@ -123,6 +123,9 @@ def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path,
         chunk = Squashfs4().identify(memoryview(path.read_bytes()), 0, base.Context(budget=_budget(), chain="t"))
         assert chunk is not None and chunk.filesystem is not None
         fs = chunk.filesystem.fs  # type: ignore[attr-defined]
+        # _INode sets what dissect's constructor sets, but its per-inode listdir cache
+        args = (fs, 0, 0, "x", 1, 1, None)
+        assert set(vars(INode(*args))) - {"listdir"} == set(vars(_INode(*args)))
         kinds = set()
         todo = [fs.root]
         while todo:

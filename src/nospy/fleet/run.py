@@ -13,9 +13,11 @@ the start, and goes on while Ray's workers take images from the other end of the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -175,7 +177,8 @@ class _Starting:
 
     def __init__(self, ray: Any, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         self.ray = ray
-        self.started = False
+        self.started = False  # this process called ray.init (a local Ray, or a cluster it connected to)
+        self.local = False  # ... and started a local Ray, whose stopping takes seconds
         self.error: InputError | None = None
         self.workers = 0
         self._warming: list[Any] = []
@@ -190,11 +193,14 @@ class _Starting:
 
     def _run(self, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         try:
-            if address is None and not self.ray.is_initialized():
+            if address is None and not self.ray.is_initialized() and sys.platform == "linux":
                 # the processes of a local Ray inherit this thread's priority: their start-up (seconds
-                # of CPU in half a dozen processes) must not starve the driver's scanning meanwhile
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _RAY_NICE)
+                # of CPU in half a dozen processes) must not starve the driver's scanning meanwhile;
+                # where the system refuses, they start at the driver's priority
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _RAY_NICE)
             self.started = _init(self.ray, address, num_cpus)
+            self.local = self.started and address is None
             self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
             if not self._end.is_set():  # the driver may have scanned every image meanwhile
                 task = self.ray.remote(num_cpus=1)(warm)
@@ -236,10 +242,11 @@ class _Starting:
         """No more tasks will be sent: a local Ray shuts down now, while the driver goes on scanning."""
         self._end.set()
 
-    def stop(self) -> None:
+    def stop(self, *, quiet: bool = False) -> None:
+        """Shut a local Ray down (or disconnect) and end the thread; ``quiet``: keep its errors to itself."""
         self._end.set()
         self._thread.join()
-        if self._stop_error is not None:
+        if self._stop_error is not None and not quiet:
             raise self._stop_error
 
 
@@ -295,7 +302,7 @@ def scan_fleet(
         while todo or pending:
             # a local Ray takes seconds to stop: once the driver alone would end the fleet in that
             # time, Ray gets no more tasks, and stops as soon as it has none while the driver goes on
-            stretch = released or (starting.started and paced.alone(len(todo)))
+            stretch = released or (starting.local and paced.alone(len(todo)))
             if stretch and not released and not pending:
                 starting.release()
                 released = True
@@ -314,6 +321,11 @@ def scan_fleet(
                 with paced:
                     done(i, scan_one(str(images[i].resolve()), agreement, cache_url))
         starting.wait()
+    except BaseException:
+        starting.stop(quiet=True)  # the error on the way out is the one to see
+        raise
     finally:
-        starting.stop()
+        for url in [u for u in _CACHES if u == cache_url]:
+            _CACHES.pop(url).close()  # the driver's connections, closed before the process ends
+    starting.stop()
     return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in range(len(images))])
