@@ -264,7 +264,7 @@ def scan_fleet(
     ``cache_url`` ``None``: no cache. The driver scans images itself, from the first one on, while Ray
     starts (seconds for a local Ray) and while its workers load the scanning stack; from then on it
     keeps every worker two tasks ahead, taking images from the end of the list, and goes on scanning
-    from the front, so all cores stay busy however fast Ray comes up. With a cache the first image is
+    from the front: the driver never waits for Ray to come up. With a cache the first image is
     always scanned first and alone: releases of one product line share most of their files, and its
     new contents are then analysed once, not by every worker at the same time. The driver creates or
     migrates the cache's schema first. A local Ray has a worker for every core but the driver's, and
