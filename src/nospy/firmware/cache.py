@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -146,28 +146,33 @@ class ContentCache:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _select_in(self, wanted: Iterable[Any], query: Callable[[list[Any]], Any]) -> Iterator[Any]:
+        """The rows of ``query(chunk)`` over the distinct ``wanted`` values, a chunk of `_CHUNK` at a time
+        (under SQLite's bound-parameter limit), each query retried on a locked database."""
+        items = sorted(set(wanted))
+        for i in range(0, len(items), _CHUNK):
+            statement = query(items[i : i + _CHUNK])
+
+            def run(q: Any = statement) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(q))
+
+            yield from _retry(run)
+
     def get_many(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
         """Stored results (JSON text) of the (sha256, analyser, version) keys found."""
         from sqlalchemy import select, tuple_  # noqa: PLC0415 - see the module docstring
 
         from nospy.server import db  # noqa: PLC0415
 
-        wanted = sorted(set(keys))
-        out: dict[tuple[str, str, str], str] = {}
         t = db.Analysis.__table__
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i : i + _CHUNK]
-            query = select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
+        rows = self._select_in(
+            keys,
+            lambda chunk: select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
                 tuple_(t.c.sha256, t.c.analyser, t.c.version).in_(chunk)
-            )
-
-            def run(q: Any = query) -> list[Any]:
-                with self.engine.connect() as conn:
-                    return list(conn.execute(q))
-
-            for sha, analyser, version, result in _retry(run):
-                out[(sha, analyser, version)] = result
-        return out
+            ),
+        )
+        return {(sha, analyser, version): result for sha, analyser, version, result in rows}
 
     def get_by_content(self, hashes: Iterable[str], analysers: dict[str, str]) -> dict[tuple[str, str, str], str]:
         """Stored results (JSON text) of these contents by these analysers (name -> version), in a few queries."""
@@ -175,23 +180,19 @@ class ContentCache:
 
         from nospy.server import db  # noqa: PLC0415
 
-        wanted = sorted(set(hashes))
         versions = sorted(set(analysers.values()))
-        out: dict[tuple[str, str, str], str] = {}
         t = db.Analysis.__table__
-        for i in range(0, len(wanted), _CHUNK):
-            query = select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
-                t.c.sha256.in_(wanted[i : i + _CHUNK]), t.c.version.in_(versions)
-            )
-
-            def run(q: Any = query) -> list[Any]:
-                with self.engine.connect() as conn:
-                    return list(conn.execute(q))
-
-            for sha, analyser, version, result in _retry(run):
-                if analysers.get(analyser) == version:
-                    out[(sha, analyser, version)] = result
-        return out
+        rows = self._select_in(
+            hashes,
+            lambda chunk: select(t.c.sha256, t.c.analyser, t.c.version, t.c.result).where(
+                t.c.sha256.in_(chunk), t.c.version.in_(versions)
+            ),
+        )
+        return {
+            (sha, analyser, version): result
+            for sha, analyser, version, result in rows
+            if analysers.get(analyser) == version
+        }
 
     def put_many(
         self, items: dict[tuple[str, str, str], str], stored: dict[str, tuple[str, int]] | None = None
@@ -216,19 +217,9 @@ class ContentCache:
 
         from nospy.server import db  # noqa: PLC0415
 
-        wanted = sorted(set(keys))
-        out: dict[str, tuple[str, int]] = {}
         t = db.StoredContent.__table__
-        for i in range(0, len(wanted), _CHUNK):
-            query = select(t.c.key, t.c.sha256, t.c.size).where(t.c.key.in_(wanted[i : i + _CHUNK]))
-
-            def run(q: Any = query) -> list[Any]:
-                with self.engine.connect() as conn:
-                    return list(conn.execute(q))
-
-            for key, sha, size in _retry(run):
-                out[key] = (sha, size)
-        return out
+        rows = self._select_in(keys, lambda chunk: select(t.c.key, t.c.sha256, t.c.size).where(t.c.key.in_(chunk)))
+        return {key: (sha, size) for key, sha, size in rows}
 
     def _insert_new(self, *tables: tuple[Any, list[dict[str, Any]]]) -> None:
         """Insert each table's rows, all in one transaction, skipping those whose primary key is already there."""
