@@ -33,6 +33,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import select, update
@@ -98,8 +99,14 @@ class _Uploaded:
             text = text.replace(json.dumps(path)[1:-1], json.dumps(name)[1:-1])
         return text
 
-    def close(self) -> None:
+    def __enter__(self) -> _Uploaded:
+        return self
+
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None) -> None:
+        """Remove the folder; nospy's errors leave naming the files as uploaded."""
         shutil.rmtree(self._dir, ignore_errors=True)
+        if isinstance(exc, NospyError):
+            raise type(exc)(self.text(str(exc))) from None
 
 
 def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> str:
@@ -111,8 +118,7 @@ def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> 
     from nospy.keys import read_verifier_key  # noqa: PLC0415
     from nospy.verify import check as run_check  # noqa: PLC0415
 
-    uploaded = _Uploaded(BlobStore(Path(blob_root)))
-    try:
+    with _Uploaded(BlobStore(Path(blob_root))) as uploaded:
         agreement: tuple[Path, str] | None = None
         keys: list[Path] = []
         evidence: dict[str, list[Path]] = {}
@@ -126,24 +132,19 @@ def compute_check(blob_root: str, files: list[FileSpec], progress: Progress) -> 
                 evidence.setdefault(Kind(role).value, []).append(path)
         if agreement is None:
             raise NospyError("the check has no agreement")
-        try:
-            signed_by: list[str] = []
-            if keys:
-                verifiers = [read_verifier_key(k) for k in keys]
-                progress(f"verifying the agreement's signatures by {', '.join(v.label for v in verifiers)}")
-                parsed = agr.verify(agr.read_envelope(agreement[0]), verifiers, agreement[0].name)
-                signed_by = [v.label for v in verifiers]
-            else:
-                progress("no party's key given: the agreement's signatures are not verified")
-                parsed = agr.load(agreement[0])
-            sources = build_sources(evidence)
-            target = Target(path=agreement[0].name, sha256=agreement[1])
-            report = run_check(parsed, sources, target, signed_by, progress=progress)
-        except NospyError as exc:
-            raise type(exc)(uploaded.text(str(exc))) from None
+        signed_by: list[str] = []
+        if keys:
+            verifiers = [read_verifier_key(k) for k in keys]
+            progress(f"verifying the agreement's signatures by {', '.join(v.label for v in verifiers)}")
+            parsed = agr.verify(agr.read_envelope(agreement[0]), verifiers, agreement[0].name)
+            signed_by = [v.label for v in verifiers]
+        else:
+            progress("no party's key given: the agreement's signatures are not verified")
+            parsed = agr.load(agreement[0])
+        sources = build_sources(evidence)
+        target = Target(path=agreement[0].name, sha256=agreement[1])
+        report = run_check(parsed, sources, target, signed_by, progress=progress)
         return uploaded.json(report.model_dump_json(exclude_none=True))
-    finally:
-        uploaded.close()
 
 
 def compute_diff(blob_root: str, old: tuple[str, str], new: tuple[str, str], progress: Progress) -> str:
@@ -151,21 +152,15 @@ def compute_diff(blob_root: str, old: tuple[str, str], new: tuple[str, str], pro
     from nospy.firmware.diff import diff_reports  # noqa: PLC0415
     from nospy.firmware.scan import scan_report  # noqa: PLC0415
 
-    uploaded = _Uploaded(BlobStore(Path(blob_root)))
-    try:
+    with _Uploaded(BlobStore(Path(blob_root))) as uploaded:
         paths = [uploaded.add(name, digest, progress, "firmware") for name, digest in (old, new)]
-        try:
-            reports = []
-            for path in paths:
-                progress(f"scanning {path.name}")
-                reports.append(scan_report(path, progress=progress))
-            progress("comparing files, inventory and findings")
-            result = diff_reports(paths[0], paths[1], reports[0], reports[1])
-        except NospyError as exc:
-            raise type(exc)(uploaded.text(str(exc))) from None
+        reports = []
+        for path in paths:
+            progress(f"scanning {path.name}")
+            reports.append(scan_report(path, progress=progress))
+        progress("comparing files, inventory and findings")
+        result = diff_reports(paths[0], paths[1], reports[0], reports[1])
         return uploaded.json(result.model_dump_json())
-    finally:
-        uploaded.close()
 
 
 def compute_validation(blob_root: str, files: list[FileSpec], progress: Progress) -> str:
