@@ -24,6 +24,7 @@ import pytest
 from nospy import keys
 from nospy.agreement import load as load_agreement
 from nospy.cli import run
+from nospy.errors import InputError
 from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, clone, plant
 from nospy.ledger.interface import open_source
 from nospy.ledger.release import entry_bytes, make_release, sha256_file
@@ -354,21 +355,56 @@ def test_forked_log_alerts_and_is_never_trusted_again(
     assert _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)[0] == 0
 
 
-def test_shrunk_log_is_a_fork(setup: Setup, images: Images) -> None:
-    """A directory log rewritten to fewer entries (same origin and key) is caught by the library too."""
+def test_an_older_checkpoint_is_behind_not_a_fork(setup: Setup, images: Images) -> None:
+    """A checkpoint smaller than the one seen is proved contained in it (a cache or mirror behind the
+    log), or proved not to be (a fork), or, when the log no longer serves the tiles to tell, an error."""
     setup.release(images.clean, "1.0")
+    src = open_source(setup.log_dir)
+    older = follow.latest(src, setup.log_key.verifier)
     setup.release(images.backdoored, "1.1")
-    source_note = (setup.log_dir / "checkpoint").read_text()
-    smaller = setup.tmp / "smaller"
-    _new_log(smaller, setup.log_key, setup.files["log.skey"], setup.vendor)
-    setup.release(images.clean, "1.0", log_dir=smaller)
-    src = open_source(smaller)
-    signed = follow.latest(src, setup.log_key.verifier)
-    with pytest.raises(follow.ForkError, match="shrank"):
-        follow.step(src, setup.log_key.verifier, signed, source_note)
-    # the same log seen again is consistent, and so is the log grown from it
-    same = open_source(setup.log_dir)
-    follow.step(same, setup.log_key.verifier, follow.latest(same, setup.log_key.verifier), source_note)
+    seen = (setup.log_dir / "checkpoint").read_text()
+    st = follow.step(src, setup.log_key.verifier, older, seen)
+    assert st.behind and st.previous_size == 2 and st.signed.checkpoint.size == 1
+
+    # the same origin and key, another first entry: the log's own tiles prove the two inconsistent
+    other = setup.tmp / "other"
+    _new_log(other, setup.log_key, setup.files["log.skey"], setup.vendor)
+    setup.release(images.later, "1.0", log_dir=other)
+    rewritten = follow.latest(open_source(other), setup.log_key.verifier)
+    with pytest.raises(follow.ForkError, match="not consistent"):
+        follow.step(src, setup.log_key.verifier, rewritten, seen)
+    # the rewritten log alone cannot prove it either way: it no longer serves the tree of size 2
+    with pytest.raises(InputError, match="cannot prove the two consistent"):
+        follow.step(open_source(other), setup.log_key.verifier, rewritten, seen)
+    # the log grown from what was seen is consistent with it
+    follow.step(src, setup.log_key.verifier, follow.latest(src, setup.log_key.verifier), seen)
+
+
+def test_monitor_reading_an_older_checkpoint_goes_on(
+    setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log (a folder) serves an older checkpoint for a while: no alert, no fork, nothing lost."""
+    assert setup.server is not None
+    setup.server.close()
+    setup.server = None
+    for image in (images.clean, images.backdoored, images.later):
+        shutil.copy(image, setup.store / sha256_file(image))
+    setup.release(images.clean, "1.0")
+    older = (setup.log_dir / "checkpoint").read_text()
+    setup.release(images.backdoored, "1.1")
+    args = setup.args(log=str(setup.log_dir))
+    code, out, err = _run(args, capsys)
+    assert code == 1 and "2 new release(s), 2 checked" in out, err
+    newest = (setup.log_dir / "checkpoint").read_text()
+    (setup.log_dir / "checkpoint").write_text(older)
+    code, out, err = _run(args, capsys)
+    assert code == 0, err
+    assert "older than the size 2 seen before and consistent with it: nothing new" in err
+    assert "0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in out
+    (setup.log_dir / "checkpoint").write_text(newest)
+    setup.release(images.later, "1.2")
+    code, out, err = _run(args, capsys)
+    assert code == 0 and "1 new release(s), 1 checked" in out, err
 
 
 def test_webhook_retries_and_outbox(setup: Setup, images: Images, tmp_path: Path) -> None:
@@ -406,6 +442,54 @@ def test_webhook_retries_and_outbox(setup: Setup, images: Images, tmp_path: Path
     assert second.alerts == [] and second.undelivered == []
     assert flaky.requests == 2  # refused once, then taken
     assert flaky.received == first.alerts
+    engine.dispose()
+
+
+def test_a_round_is_left_to_the_monitor_already_in_one(
+    setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An overlapping ``--once`` run on the same log and database skips its round (exit 0): the release
+    is checked once and its alert sent once, by the monitor that was first."""
+    shutil.copy(images.backdoored, setup.store / sha256_file(images.backdoored))
+    setup.release(images.backdoored, "1.1")
+    setup.data.mkdir()
+    engine, sessions = connect(f"sqlite:///{(setup.data / 'nospy.db').resolve()}")
+    migrate(engine)
+    checking, go_on = threading.Event(), threading.Event()
+
+    def say(text: str) -> None:
+        if text.startswith("checking"):  # inside the round, with the release about to be checked
+            checking.set()
+            assert go_on.wait(120)
+
+    first = Monitor(
+        sessions,
+        log=setup.url,
+        log_key=setup.log_key.verifier,
+        agreement=load_agreement(EXAMPLE_AGREEMENT),
+        images=setup.store,
+        webhook=webhook.url,
+        say=say,
+    )
+    results = []
+    thread = threading.Thread(target=lambda: results.append(first.run_round()))
+    thread.start()
+    try:
+        assert checking.wait(120)
+        code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+    finally:
+        go_on.set()
+        thread.join(240)
+    assert code == 0, err
+    assert "skipped: another monitor is in a round on the log of key" in err
+    assert out == ""
+    [result] = results
+    assert result.checked == [f"{PRODUCT} 1.1 (log index 0)"] and len(result.alerts) == 1
+    assert len(webhook.received) == 1
+    # once the first round is over, the next one runs: nothing is left to check or send
+    code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+    assert code == 0 and "0 new release(s), 0 checked" in out, err
+    assert len(webhook.received) == 1
     engine.dispose()
 
 

@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from nospy.server.db import Base, Check, File, State, connect, migrate
+from nospy.server.db import Base, Check, File, State, connect, migrate, try_lock
 from nospy.server.jobs import CHECK_WORKER, UPLOAD_WORKER, ProcessRunner, Validators, recover, run_one
 from nospy.server.store import BlobStore
 from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, bearer, new_token, running, submit, wait_finished
@@ -151,6 +153,51 @@ def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -
         assert check["state"] == "done" and check["summary"] == "8 not-checked"
         assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
     assert not (data / "nospy.db").exists()  # nothing went to SQLite
+
+
+_HOLD = """
+import sys, time
+from nospy.server.db import connect, try_lock
+engine, _ = connect(sys.argv[1])
+with try_lock(engine, "a log") as held:
+    print(held, flush=True)
+    time.sleep(600)
+"""
+
+
+def _try_lock_across_processes(url: str) -> None:
+    """A lock another process holds is not taken, one held here is not taken twice, and the lock of a
+    process killed while it held it is free again."""
+    engine, _ = connect(url)
+    migrate(engine)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        with try_lock(engine, "a log") as held:
+            assert not held
+        with try_lock(engine, "another log") as held:
+            assert held
+            with try_lock(engine, "another log") as again:
+                assert not again
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 30  # PostgreSQL ends the killed process's session soon, not at once
+    while True:
+        with try_lock(engine, "a log") as held:
+            if held or time.monotonic() > deadline:
+                break
+        time.sleep(0.2)
+    assert held
+    engine.dispose()
+
+
+def test_try_lock_on_sqlite(tmp_path: Path) -> None:
+    _try_lock_across_processes(f"sqlite:///{tmp_path / 'lock.db'}")
+
+
+def test_try_lock_on_postgresql(postgres: Postgres) -> None:
+    _try_lock_across_processes(postgres.url)
 
 
 def test_a_check_job_verifies_its_files_and_names_unsupported_evidence(tmp_path: Path) -> None:

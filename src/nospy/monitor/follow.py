@@ -2,11 +2,12 @@
 
 Each step verifies the new checkpoint's signature, then proves it consistent with the last checkpoint
 seen (RFC 6962 section 2.1.2 consistency proof, built from the tiles and checked with RFC 9162
-section 2.1.4.2). A log whose new checkpoint is smaller than, or not an extension of, the last one
-seen has forked: two signed checkpoints that cannot both be true, which is the evidence a `ForkError`
-carries. New entries are read from the entry bundles, and each one used is proved included under the
-new checkpoint (RFC 9162 section 2.1.3.2), so a log that lies about its bundles cannot feed the
-monitor entries outside its tree.
+section 2.1.4.2). A log whose new checkpoint is not an extension of the last one seen has forked: two
+signed checkpoints that cannot both be true, which is the evidence a `ForkError` carries. A checkpoint
+older than the last one seen (a cache or mirror behind the log) is no fork when the tree seen extends
+it: the step is then *behind*, and brings nothing new. New entries are read from the entry bundles,
+and each one used is proved included under the new checkpoint (RFC 9162 section 2.1.3.2), so a log
+that lies about its bundles cannot feed the monitor entries outside its tree.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from nospy import keys
 from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
-from nospy.ledger.checkpoint import SignedCheckpoint, open_checkpoint
+from nospy.ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
 from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
 
@@ -35,6 +36,7 @@ class Step:
     signed: SignedCheckpoint
     previous_size: int | None
     reader: TileReader
+    behind: bool = False  # the checkpoint is older than the one seen, and consistent with it
 
 
 def latest(source: LogSource, log_key: keys.VerifierKey) -> SignedCheckpoint:
@@ -46,8 +48,8 @@ def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint,
     """Prove ``signed`` (from `latest`) consistent with ``previous``, a checkpoint note seen before
     (None the first time).
 
-    Raises `ForkError` when it is not consistent (or smaller), `InputError` when the tiles cannot be
-    read (a network error is no fork).
+    Raises `ForkError` when the two are not consistent, `InputError` when the tiles cannot be read (a
+    network error is no fork, nor is an older checkpoint whose tiles the source no longer serves).
     """
     cp = signed.checkpoint
     reader = TileReader(source.read, cp.size)
@@ -60,7 +62,7 @@ def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint,
     if prev.origin != cp.origin:
         raise InputError(f"the log's origin is {cp.origin!r}, the stored checkpoint's {prev.origin!r}")
     if cp.size < prev.size:
-        raise ForkError(f"the log shrank: its checkpoint has size {cp.size}, after size {prev.size} was seen")
+        return _behind(source, signed, prev, reader)
     proof = reader.consistency_proof(prev.size) if 0 < prev.size < cp.size else []
     try:
         merkle.verify_consistency(prev.size, cp.size, proof, prev.root, cp.root)
@@ -69,6 +71,24 @@ def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint,
             f"checkpoint of size {cp.size} is not consistent with the one of size {prev.size} seen before: {exc}"
         ) from None
     return Step(signed, prev.size, reader)
+
+
+def _behind(source: LogSource, signed: SignedCheckpoint, prev: Checkpoint, reader: TileReader) -> Step:
+    cp = signed.checkpoint
+    try:  # the proof that the larger tree, the one seen, extends the smaller one served now
+        proof = TileReader(source.read, prev.size).consistency_proof(cp.size) if cp.size else []
+    except InputError as exc:
+        raise InputError(
+            f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
+            f"cannot prove the two consistent: {exc}"
+        ) from None
+    try:
+        merkle.verify_consistency(cp.size, prev.size, proof, cp.root, prev.root)
+    except VerificationError as exc:
+        raise ForkError(
+            f"checkpoint of size {cp.size} is not consistent with the one of size {prev.size} seen before: {exc}"
+        ) from None
+    return Step(signed, prev.size, reader, behind=True)
 
 
 def entries(source: LogSource, size: int, start: int) -> Iterator[tuple[int, bytes]]:

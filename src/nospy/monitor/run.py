@@ -16,7 +16,8 @@ A round (`Monitor.run_round`):
 4. deliver the alerts not yet delivered (the outbox), to the webhook if one is set.
 
 Nothing is lost on a crash: every step commits what it finished, and the next round picks up the
-releases still pending.
+releases still pending. A round holds a lock on its log (`nospy.server.db.try_lock`) for all processes
+sharing the database; a monitor that finds it held leaves that round to the holder.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy.agreement import Agreement, canonical_json
@@ -41,7 +42,7 @@ from nospy.ledger.release import read_release
 from nospy.monitor import alerts, follow
 from nospy.monitor.evaluate import check_release, compare
 from nospy.monitor.images import find_image
-from nospy.server.db import MonitorAlert, MonitorLog, MonitorRelease, MonitorWatch, now
+from nospy.server.db import MonitorAlert, MonitorLog, MonitorRelease, MonitorWatch, now, try_lock
 
 __all__ = ["ALERT_TYPE", "Monitor", "ReleaseState", "RoundResult"]
 
@@ -66,6 +67,7 @@ class RoundResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # raised this round
     undelivered: list[str] = field(default_factory=list)  # webhook errors, kept for the next round
     forked: str | None = None  # why the log is not trusted (now or since an earlier round)
+    busy: str | None = None  # the round did not run: another monitor holds the log's lock
 
     @property
     def alerted(self) -> bool:
@@ -96,6 +98,10 @@ class Monitor:
         if vendor_keys is not None and not vendor_keys:
             raise InputError("a monitor that trusts no vendor key would accept no release: give --trust keys")
         self.sessions, self.location, self.log_key = sessions, log, log_key
+        bind = sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the monitor's sessions must be bound to an engine")
+        self._engine = bind
         self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
         self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
         self.webhook = alerts.check_url(webhook) if webhook is not None else None
@@ -107,6 +113,18 @@ class Monitor:
 
     def run_round(self) -> RoundResult:
         result = RoundResult()
+        # one round at a time per log among every monitor sharing the database (a cron run that overlaps
+        # the last one, a monitor of another agreement): two would check the same releases, alert twice,
+        # and one could read the other's newer checkpoint as the last seen before its own older one
+        with try_lock(self._engine, f"nospy-monitor {self.log_key.label}") as held:
+            if held:
+                self._round(result)
+            else:
+                result.busy = f"another monitor is in a round on the log of key {self.log_key.label}"
+                self.say(f"{result.busy}: this round is left to it")
+        return result
+
+    def _round(self, result: RoundResult) -> None:
         source = open_source(self.location)
         try:
             signed = follow.latest(source, self.log_key)
@@ -123,13 +141,18 @@ class Monitor:
                 forked = str(exc)
                 self._fork(log_id, previous, signed.note, forked, result)
             else:
-                self._read_new(log_id, st, result)
-                self._check_pending(log_id, cp.size, result)
+                if st.behind:
+                    self.say(
+                        f"log {cp.origin}: its checkpoint has size {cp.size}, older than the size "
+                        f"{st.previous_size} seen before and consistent with it: nothing new"
+                    )
+                else:
+                    self._read_new(log_id, st, result)
+                self._check_pending(log_id, max(cp.size, st.previous_size or 0), result)
         if forked is not None:
             result.forked = forked
             self.say(f"log {cp.origin} is not trusted: {forked}")
         self._deliver(log_id, result)
-        return result
 
     def _log(self, origin: str) -> tuple[int, str | None, str | None]:
         with self.sessions.begin() as s:

@@ -8,6 +8,7 @@ these models must match them, which a test checks with Alembic's autogenerate co
 from __future__ import annotations
 
 import fcntl
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,7 +30,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "connect",
     "migrate",
     "now",
+    "try_lock",
 ]
 
 
@@ -297,13 +301,63 @@ def migrate(engine: Engine) -> None:
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """An exclusive lock on a file beside a SQLite database file (SQLite's own DDL is not serialised
     by Alembic's transaction); nothing for other databases, which lock inside the transaction."""
-    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-    if not path or path == ":memory:":
+    path = _sqlite_file(engine)
+    if path is None:
         yield
         return
-    with Path(f"{path}.migrate-lock").open("a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with _file_lock(Path(f"{path}.migrate-lock"), wait=True):
+        yield
+
+
+@contextmanager
+def try_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """Hold the lock ``name`` among all processes that share this database, if no other holds it;
+    yields whether it is held (it is never waited for).
+
+    PostgreSQL: a session advisory lock, on a connection kept out of the pool while the lock is held.
+    SQLite: ``flock`` on a file beside the database file. Both locks go with the process or connection
+    that holds them, so a holder that is killed never leaves its lock behind. A SQLite database in
+    memory belongs to one process: the lock is always held.
+    """
+    digest = hashlib.sha256(name.encode()).digest()
+    if engine.url.get_backend_name() == "postgresql":
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        with engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            conn.commit()  # the lock outlives the transaction; an idle transaction might be timed out
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                        conn.commit()
+                    except SQLAlchemyError:
+                        conn.invalidate()  # closing the connection is what frees a session's locks
+        return
+    path = _sqlite_file(engine)
+    if path is None:
+        yield True
+        return
+    with _file_lock(Path(f"{path}.lock-{digest[:8].hex()}"), wait=False) as held:
+        yield held
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    return None if not path or path == ":memory:" else path
+
+
+@contextmanager
+def _file_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    # flock, not fcntl's record locks: two opens of the file in one process exclude each other too
+    with path.open("a+b") as fh:
         try:
-            yield
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
