@@ -91,6 +91,13 @@ def test_log_from_the_spec_rules_audits(hand_built: tuple[Path, keys.SigningKey]
         merkle.verify_inclusion(
             index, 70_000, merkle.leaf_hash(f"entry {index}".encode()), proof, result.checkpoint.root
         )
+    # a tree seen before the log grew: its partial tiles are gone, the full ones are read instead
+    older = TileReader(open_source(root).read, 1_000)
+    assert not (root / "tile/0/003.p/232").exists()
+    consistency = reader.consistency_proof(1_000)
+    merkle.verify_consistency(1_000, 70_000, consistency, older.root(), result.checkpoint.root)
+    with pytest.raises(InputError, match=r"tile/0/273\.p/111.*nor can its full tile be read"):
+        TileReader(open_source(root).read, 69_999).tile(0, 273)
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,9 @@ def test_monitor_reading_an_older_checkpoint_goes_on(
     code, out, err = _run(args, capsys)
     assert code == 0, err
     assert "older than the size 2 seen before and consistent with it: nothing new" in err
-    assert "0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in out
+    assert "size 2, 0 new release(s), 0 checked, 0 missing image(s), 0 alert(s)" in out
+    with sqlite3.connect(setup.data / "nospy.db") as db:  # the checkpoint kept is still the newest seen
+        assert db.execute("SELECT size, checkpoint FROM monitor_logs").fetchall() == [(2, newest)]
     (setup.log_dir / "checkpoint").write_text(newest)
     setup.release(images.later, "1.2")
     code, out, err = _run(args, capsys)
@@ -445,6 +447,36 @@ def test_webhook_retries_and_outbox(setup: Setup, images: Images, tmp_path: Path
     engine.dispose()
 
 
+def test_a_log_rewritten_to_fewer_entries_alerts_once(
+    setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log that now shows a smaller tree and not the tiles of the one seen cannot prove it is only
+    behind: an alert with both checkpoints (once per checkpoint served), no fork declared."""
+    assert setup.server is not None
+    setup.server.close()
+    setup.server = None
+    shutil.copy(images.clean, setup.store / sha256_file(images.clean))
+    setup.release(images.clean, "1.0")
+    setup.release(images.clean, "1.0.1")
+    args = setup.args("--webhook", webhook.url, log=str(setup.log_dir))
+    code, out, err = _run(args, capsys)
+    assert code == 0 and "2 new release(s), 2 checked" in out, err
+    shutil.rmtree(setup.log_dir)
+    _new_log(setup.log_dir, setup.log_key, setup.files["log.skey"], setup.vendor)
+    setup.release(images.later, "1.2")
+    code, out, err = _run(args, capsys)
+    assert code == 1, err
+    assert "cannot prove the two consistent" in err and "not trusted" not in err
+    assert "size 2, 0 new release(s)" in out
+    [alert] = webhook.received
+    assert alert["kind"] == "log-behind-unproven"
+    assert alert["previous_checkpoint"].split("\n")[1] == "2"
+    assert alert["checkpoint"].split("\n")[1] == "1"
+    code, out, err = _run(args, capsys)  # the same checkpoint again: said, not alerted again
+    assert code == 0 and "cannot prove the two consistent" in err, err
+    assert len(webhook.received) == 1
+
+
 def test_a_round_is_left_to_the_monitor_already_in_one(
     setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -481,7 +513,7 @@ def test_a_round_is_left_to_the_monitor_already_in_one(
         go_on.set()
         thread.join(240)
     assert code == 0, err
-    assert "skipped: another monitor is in a round on the log of key" in err
+    assert "round skipped: another monitor is in a round on the log of key" in err
     assert out == ""
     [result] = results
     assert result.checked == [f"{PRODUCT} 1.1 (log index 0)"] and len(result.alerts) == 1

@@ -102,9 +102,8 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
                 # a log that cannot be read now (network, a half-published tile) is tried again later
                 err_console.print(f"[red]round failed:[/] {exc}", highlight=False)
             else:
-                if result.busy is not None:
+                if result.busy is not None:  # said by the monitor
                     # an overlapping cron run is no failure: the round is the other monitor's to finish
-                    err_console.print(f"[yellow]skipped:[/] {result.busy}", highlight=False)
                     if once:
                         raise typer.Exit(0)
                     time.sleep(interval)

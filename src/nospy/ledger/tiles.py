@@ -225,7 +225,17 @@ class TileReader:
             if width == 0:
                 raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
             path = tile_path(level, index, width)
-            data = self._fetch(path)
+            try:
+                data = self._fetch(path)
+            except InputError as exc:
+                if width == TILE_WIDTH:
+                    raise
+                # C2SP tlog-tiles: a log may delete a partial tile once the full one exists, and a
+                # client then reads the full tile's first hashes (a tree seen before the log grew)
+                try:
+                    data = self._fetch(tile_path(level, index, TILE_WIDTH))[: width * merkle.HASH_SIZE]
+                except InputError:
+                    raise InputError(f"{exc} (nor can its full tile be read)") from None
             if len(data) != width * merkle.HASH_SIZE:
                 raise InputError(f"{path}: {len(data)} bytes, expected {width * merkle.HASH_SIZE}")
             levels = _pyramid(data)

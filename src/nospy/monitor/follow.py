@@ -22,11 +22,16 @@ from nospy.ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoin
 from nospy.ledger.interface import LogSource
 from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
 
-__all__ = ["ForkError", "Step", "entries", "latest", "step", "verify_included"]
+__all__ = ["ForkError", "Step", "UnprovenError", "entries", "latest", "step", "verify_included"]
 
 
 class ForkError(VerificationError):
     """The log's checkpoint is not consistent with the last one seen: the log forked or rewrote history."""
+
+
+class UnprovenError(InputError):
+    """The log's checkpoint is older than the last one seen, and the log does not serve the tiles that
+    would prove the two consistent: a mirror far behind, or a log that rewrote its history."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint,
     (None the first time).
 
     Raises `ForkError` when the two are not consistent, `InputError` when the tiles cannot be read (a
-    network error is no fork, nor is an older checkpoint whose tiles the source no longer serves).
+    network error is no fork), `UnprovenError` when the checkpoint is the smaller and the tiles of the
+    tree seen cannot be read.
     """
     cp = signed.checkpoint
     reader = TileReader(source.read, cp.size)
@@ -78,7 +84,7 @@ def _behind(source: LogSource, signed: SignedCheckpoint, prev: Checkpoint, reade
     try:  # the proof that the larger tree, the one seen, extends the smaller one served now
         proof = TileReader(source.read, prev.size).consistency_proof(cp.size) if cp.size else []
     except InputError as exc:
-        raise InputError(
+        raise UnprovenError(
             f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
             f"cannot prove the two consistent: {exc}"
         ) from None

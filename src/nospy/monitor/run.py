@@ -37,6 +37,7 @@ from nospy.errors import InputError, VerificationError
 from nospy.findings import Report, Target
 from nospy.firmware.cache import ContentCache
 from nospy.keys import VerifierKey
+from nospy.ledger.checkpoint import open_checkpoint
 from nospy.ledger.interface import open_source
 from nospy.ledger.release import read_release
 from nospy.monitor import alerts, follow
@@ -121,7 +122,7 @@ class Monitor:
                 self._round(result)
             else:
                 result.busy = f"another monitor is in a round on the log of key {self.log_key.label}"
-                self.say(f"{result.busy}: this round is left to it")
+                self.say(f"round skipped: {result.busy}")
         return result
 
     def _round(self, result: RoundResult) -> None:
@@ -140,15 +141,20 @@ class Monitor:
                 assert previous is not None  # noqa: S101 - only a step from a checkpoint seen can fork
                 forked = str(exc)
                 self._fork(log_id, previous, signed.note, forked, result)
+            except follow.UnprovenError as exc:
+                assert previous is not None  # noqa: S101 - only a step from a checkpoint seen is behind
+                self._unproven(log_id, previous, signed.note, str(exc), result)
+                self._check_pending(log_id, result.tree_size, result)
             else:
                 if st.behind:
                     self.say(
                         f"log {cp.origin}: its checkpoint has size {cp.size}, older than the size "
                         f"{st.previous_size} seen before and consistent with it: nothing new"
                     )
-                else:
+                result.tree_size = max(cp.size, st.previous_size or 0)  # the tree the state stands on
+                if not st.behind:
                     self._read_new(log_id, st, result)
-                self._check_pending(log_id, max(cp.size, st.previous_size or 0), result)
+                self._check_pending(log_id, result.tree_size, result)
         if forked is not None:
             result.forked = forked
             self.say(f"log {cp.origin} is not trusted: {forked}")
@@ -180,6 +186,31 @@ class Monitor:
             row.forked = reason
             row.location = self.location
             s.add(MonitorAlert(kind="log-fork", log_id=log_id, payload=json.dumps(payload)))
+        result.alerts.append(payload)
+
+    def _unproven(self, log_id: int, previous: str, note: str, reason: str, result: RoundResult) -> None:
+        """Alert (once per checkpoint served) on a log behind the checkpoint seen that cannot prove it is
+        only behind: no fork is proved, so the log stays trusted, and nothing new is read from it."""
+        result.tree_size = open_checkpoint(previous, [self.log_key]).checkpoint.size
+        self.say(f"log {self.location}: {reason}")
+        with self.sessions.begin() as s:
+            alerted = s.scalars(
+                select(MonitorAlert.payload).where(
+                    MonitorAlert.log_id == log_id, MonitorAlert.kind == "log-behind-unproven"
+                )
+            ).all()
+            if any(json.loads(p)["checkpoint"] == note for p in alerted):
+                return
+            payload = {
+                "type": ALERT_TYPE,
+                "kind": "log-behind-unproven",
+                "log": {"location": self.location, "key": self.log_key.label},
+                "reason": reason,
+                # the larger checkpoint commits the log to a tree it no longer shows
+                "previous_checkpoint": previous,
+                "checkpoint": note,
+            }
+            s.add(MonitorAlert(kind="log-behind-unproven", log_id=log_id, payload=json.dumps(payload)))
         result.alerts.append(payload)
 
     def _read_new(self, log_id: int, st: follow.Step, result: RoundResult) -> None:

@@ -237,7 +237,7 @@ class MonitorAlert(Base):
     __tablename__ = "monitor_alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-    kind: Mapped[str] = mapped_column(String(32))  # new-failing-clause, log-fork
+    kind: Mapped[str] = mapped_column(String(32))  # new-failing-clause, log-fork, log-behind-unproven
     log_id: Mapped[int] = mapped_column(ForeignKey("monitor_logs.id", ondelete="CASCADE"), index=True)
     release_id: Mapped[int | None] = mapped_column(Integer, default=None)
     payload: Mapped[str] = mapped_column(Text)  # the JSON document posted
