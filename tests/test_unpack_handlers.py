@@ -10,17 +10,20 @@ import re
 import socket
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from dissect.squashfs import SquashFS
 from dissect.squashfs.squashfs import INode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nospy.firmware.tree import EntryType
-from nospy.firmware.unpack import base
+from nospy.firmware.unpack import base, image
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
 from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _INode, _VendorLzma
-from nospy.firmware.unpack.image import _finder
+from nospy.firmware.unpack.image import _Engine
 from nospy.firmware.unpack.limits import Budget, Limits
 
 
@@ -138,52 +141,66 @@ def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path,
             assert kinds == set(range(1, 10)), kinds  # every basic type, extended directories and files
 
 
-@pytest.mark.parametrize(
-    ("pattern", "anchor", "back"),
-    [
-        (rb"[\x01-\x05]\x00\x00\x00\x01\x00\x00\x00\xff\xff", b"\x00\x00\x00\x01\x00\x00\x00\xff\xff", 1),
-        (rb"\x00\x00\x00[\x01\x02]TP-LINK Technologies\x00", b"TP-LINK Technologies\x00", 4),
-        (rb"x.bcdefgh?", b"bcdefg", 2),  # an optional byte is not part of the anchor
-        (rb"hsqs.{24}[\x01-\x04]\x00", None, 0),  # a literal start: re finds it by itself
-        (rb"abc[x]defgh|zzzzzzzz", None, 0),  # an alternative: no single anchor
-        (rb"a?bcdefgh", None, 0),
-    ],
-)
-def test_magic_search_anchors(pattern: bytes, anchor: bytes | None, back: int) -> None:
-    finder, at = _finder(pattern)
-    assert at == back
-    assert finder.pattern == (pattern if anchor is None else re.escape(anchor))
+def _magic_offsets(data: bytes, window: int) -> list[int]:
+    """Every offset the engine's magic search gives, window by window (windows of ``window`` bytes)."""
+    engine = _Engine(HANDLERS, Limits(), "test")
+    offsets: list[int] = []
+    start = 0
+    with mock.patch.object(image, "_WINDOW", window):
+        while start < len(data):
+            hits, start = engine._search(memoryview(data), start)
+            offsets += hits
+    return offsets
 
 
-# For every pattern searched by an anchor: a match, and a decoy (the anchor without the right bytes before it).
-_ANCHORED_EXAMPLES = {
-    "tplink": (b"\x00\x00\x00\x02TP-LINK Technologies\x00", b"\x00\x00\x01\x02TP-LINK Technologies\x00"),
-    "cramfs": (
+def _re_offsets(data: bytes) -> list[int]:
+    """Every offset where a handler's pattern matches, by Python's re, one offset at a time."""
+    patterns = [re.compile(p, re.DOTALL) for h in HANDLERS for p in h.PATTERNS]
+    return [i for i in range(len(data)) if any(p.match(data, i) for p in patterns)]
+
+
+# Matches whose literal part is not at the pattern's start, and a decoy of each (the literal part
+# without the right bytes before it).
+_TRICKY_EXAMPLES = (
+    (b"\x00\x00\x00\x02TP-LINK Technologies\x00", b"\x00\x00\x01\x02TP-LINK Technologies\x00"),
+    (
         b"\x45\x3d\xcd\x28" + bytes(12) + b"Compressed ROMFS",
         b"\x28\xcd\x3d\x45" + bytes(12) + b"Compressed ROMFS",
         b"\x45\x3d\xcd\x29" + bytes(12) + b"Compressed ROMFS",
     ),
-    "yaffs2": (b"\x03\x00\x00\x00\x01\x00\x00\x00\xff\xff", b"\x09\x00\x00\x00\x01\x00\x00\x00\xff\xff"),
-    "bzip2": (b"BZh91AY&SY", b"BZh01AY&SY"),
-}
+    (b"\x03\x00\x00\x00\x01\x00\x00\x00\xff\xff", b"\x09\x00\x00\x00\x01\x00\x00\x00\xff\xff"),
+    (b"BZh91AY&SY", b"BZh01AY&SY"),
+    (b"ustar\x00", b"ustar  \x00", b"ustar \x00"),
+)
 
 
-def test_magic_search_by_anchor_finds_what_the_pattern_finds() -> None:
-    anchored = {h.NAME for h in HANDLERS for p in h.PATTERNS if _finder(p)[1]}
-    assert anchored == set(_ANCHORED_EXAMPLES)
+def test_magic_search_finds_what_re_finds() -> None:
+    """YARA-X, given the handlers' patterns, finds exactly the offsets Python's re matches them at,
+    across window edges too."""
     rng = random.Random(3)  # noqa: S311 - reproducible test data, not cryptography
-    for handler in HANDLERS:
-        if handler.NAME not in anchored:
-            continue
-        data = bytearray(rng.choice(b"\x00\x00\x00\x01\x02\xff") for _ in range(50_000))
-        for example in _ANCHORED_EXAMPLES[handler.NAME]:
+    data = bytearray(rng.choice(b"\x00\x00\x00\x01\x02\xff") for _ in range(50_000))
+    for examples in _TRICKY_EXAMPLES:
+        for example in examples:
             for _ in range(5):
                 pos = rng.randrange(len(data) - len(example))
                 data[pos : pos + len(example)] = example
-        for pattern in handler.PATTERNS:
-            whole = re.compile(pattern, re.DOTALL)
-            finder, back = _finder(pattern)
-            expected = [i for i in range(len(data)) if whole.match(data, i)]
-            candidates = [m.start() - back for m in finder.finditer(data) if m.start() >= back]
-            assert expected, pattern
-            assert [i for i in candidates if whole.match(data, i)] == expected, pattern
+    expected = _re_offsets(bytes(data))
+    assert len(expected) >= 20
+    assert _magic_offsets(bytes(data), 4099) == expected
+    assert _magic_offsets(bytes(data), 1 << 20) == expected
+
+
+_PATTERNS = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in HANDLERS for p in h.PATTERNS)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_magic_search_finds_what_re_finds_for_any_magic(draw: st.DataObject) -> None:
+    parts = []
+    for _ in range(draw.draw(st.integers(1, 6))):
+        parts.append(draw.draw(st.binary(max_size=40)))
+        parts.append(draw.draw(st.from_regex(draw.draw(st.sampled_from(_PATTERNS)), fullmatch=True)))
+    data = b"".join(parts)
+    expected = _re_offsets(data)
+    assert expected
+    assert _magic_offsets(data, draw.draw(st.sampled_from([7, 64, 1 << 20]))) == expected
