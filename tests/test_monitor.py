@@ -305,6 +305,20 @@ def test_monitor_end_to_end(
         assert httpx.get(f"{web.url}/history/releases/999/diff.json", timeout=30, headers=auth).status_code == 404
 
 
+def test_history_of_a_release_not_checked_yet(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:
+    """A release whose image is not in the store yet is listed as missing; its report and diff are 409."""
+    setup.release(images.clean, "1.0")
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 0 and "1 missing image(s)" in out, err
+    token = new_token(setup.data, "reader")
+    with running(setup.data) as web:
+        [row] = httpx.get(f"{web.url}/api/history/{PRODUCT}", timeout=30, headers=bearer(token)).json()
+        assert row["state"] == "missing" and row["verdicts"] == {} and "not in the image store" in row["problem"]
+        for part in ("report.json", "report.html", "diff.json"):
+            r = httpx.get(f"{web.url}/history/releases/{row['id']}/{part}", timeout=30, headers=bearer(token))
+            assert r.status_code == 409 and "not been checked yet" in r.text
+
+
 def test_first_release_failing_alerts(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:
     """A product's first release counts as 'not failing before': each failing clause alerts."""
     shutil.copy(images.backdoored, setup.store / sha256_file(images.backdoored))
