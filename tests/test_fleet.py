@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,15 +162,36 @@ def test_list_paths_are_relative_to_the_list_and_kept_once(tmp_path: Path) -> No
     assert run(["fleet", "scan", str(tmp_path / "empty")]) == 2
 
 
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if text in line:
+                found.append(line)
+    return found
+
+
 def test_fleet_cli_starts_its_own_ray(images: Path, tmp_path: Path) -> None:
-    """Without a Ray to join, the command starts one (in a thread, while the driver scans) and shuts it down."""
+    """Without a Ray to join, the command starts one (in a thread, while the driver scans) and shuts it
+    down: none of Ray's processes outlives the command."""
     pytest.importorskip("ray")
     out = tmp_path / "fleet.json"
-    env = {**os.environ, "NOSPY_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": ""}
+    ray_dir = Path(tempfile.mkdtemp(prefix="nospy-ray-", dir="/tmp"))  # short: Ray's socket paths must fit
+    env = {**os.environ, "NOSPY_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_dir)}
     env.pop("NOSPY_DATABASE_URL", None)
     nospy = str(Path(sys.executable).with_name("nospy"))
     cmd = [nospy, "fleet", "scan", str(images), "--format", "json", "-o", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        deadline = time.monotonic() + 30  # Ray's workers and agents see their raylet go within seconds
+        while (left := _processes_naming(str(ray_dir))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left
+        assert list(ray_dir.glob("ray/session_*")), "the command's Ray ran under RAY_TMPDIR"
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
     assert proc.returncode == 1, proc.stderr  # release 1.0 has its backdoor
     doc = json.loads(out.read_text())
     assert [Path(i["path"]).name for i in doc["images"]] == ["rx200-1.0.sqsh", "rx200-1.1.sqsh", "tew733gr.sqsh"]
@@ -177,6 +201,25 @@ def test_fleet_cli_starts_its_own_ray(images: Path, tmp_path: Path) -> None:
         assert got["status"] == ("fail" if single.failed else "pass")
         assert got["severities"] == {k.value: v for k, v in Counter(f.severity for f in single.findings).items()}
     assert (tmp_path / "data" / "nospy.db").is_file()  # created and migrated by the driver
+
+
+def test_only_a_ray_started_here_and_given_no_task_is_left_to_end_with_the_process(
+    ray_local: Any, images: Path, tmp_path: Path
+) -> None:
+    """A Ray this process joined (here the module's; or a cluster) is never left to the process's end,
+    and neither is one whose workers ran tasks: those are stopped, or disconnected from, as before."""
+    from nospy.fleet.run import _Starting
+
+    joined = _Starting(ray_local, None, None, None)
+    joined.wait()
+    assert not joined.abandon()  # already up in this process: not started here
+    joined.stop()
+    cluster = _Starting(ray_local, "127.0.0.1:1", None, None)
+    assert not cluster.abandon()
+    cluster.stop(quiet=True)
+    # the joined Ray is still up and usable after both
+    result = scan_fleet(fleet_images(images)[:1], cache_url=f"sqlite:///{tmp_path / 'c.db'}", leave_ray=True)
+    assert [i.status for i in result.images] == ["fail"] and ray_local.is_initialized()
 
 
 def test_pace_tells_when_the_driver_alone_ends_before_a_local_ray_stops() -> None:

@@ -26,7 +26,7 @@ from nospy.cli import (
     _serve,
     _traffic,
 )
-from nospy.cli._common import err_console
+from nospy.cli._common import err_console, process_end
 from nospy.errors import NospyError, VerificationError
 
 app = typer.Typer(
@@ -99,7 +99,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    process_end.ends = True
     code = run()
+    if process_end.hard:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     # The interpreter's last collection walks every object the command loaded (Ray, SQLAlchemy,
     # cyclonedx: a few hundred ms); frozen, they are left to the exit. Only garbage in reference
     # cycles is affected, whose finalizers Python does not promise to run at exit anyway; the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,20 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class ProcessEnd:
+    """How the process ends after the command. ``ends``: set by `nospy.cli.main`, the process ends
+    when the command returns (never so for `nospy.cli.run` called in-process), so a command may leave
+    work to end with it; it then sets ``hard``, and `main` ends the process at once (`os._exit`),
+    without the interpreter's exit handlers, which would wait for that work."""
+
+    ends: bool = False
+    hard: bool = False
+
+
+process_end = ProcessEnd()
 
 
 class TextOrJson(StrEnum):

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from nospy._fileio import write_atomic
-from nospy.cli._common import err_console
+from nospy.cli._common import err_console, process_end
 
 app = typer.Typer(help="Many firmware images at once: every release, every vendor.", no_args_is_help=True)
 
@@ -65,7 +65,11 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
             ray_address=ray_address,
             cache_url=cache_url,
             on_result=lambda r: progress.update(task, advance=1, description=Path(r.path).name),
+            # a local Ray still starting when every image is done is not waited for (seconds): run as
+            # a command, this process ends right after, and Ray's processes with it
+            leave_ray=process_end.ends,
         )
+    process_end.hard = process_end.ends
     text = result.model_dump_json(indent=2) + "\n" if fmt is FleetFormat.JSON else _table(result)
     if output is None:
         sys.stdout.write(text)

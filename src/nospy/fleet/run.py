@@ -144,7 +144,24 @@ def local_workers() -> int:
 
 
 _RAY_NICE = 10  # a local Ray's processes run at this CPU priority (nice), below the driver's
-_RAY_STOP_SECONDS = 1.5  # a local Ray stops its processes one by one, each with a grace period
+_RAY_STOP_SECONDS = 0.7  # a local Ray stops its processes one by one, each with a grace period
+
+
+def _kill_autoscaler_monitor() -> None:
+    """Kill a local Ray's autoscaler monitor at once, before ``ray.shutdown``.
+
+    The shutdown stops Ray's processes one by one, each given a second to exit on SIGTERM; the monitor
+    (of no use on one machine, and holding nothing of ours) takes all of it: 1.0 of the shutdown's
+    1.5 s. Ray offers no public way to leave it out, so this reads Ray's own process table; when a
+    Ray release changes it, nothing is killed here and the shutdown takes its second.
+    """
+    with contextlib.suppress(ImportError, AttributeError, KeyError, TypeError, OSError):
+        from ray._private import ray_constants, worker  # noqa: PLC0415 - Ray's internals, only here
+
+        node: Any = worker._global_node
+        monitors: list[Any] = node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node else []
+        for info in monitors:
+            info.process.kill()
 
 
 class _Pace:
@@ -177,12 +194,14 @@ class _Starting:
 
     def __init__(self, ray: Any, address: str | None, num_cpus: int | None, cache_url: str | None) -> None:
         self.ray = ray
+        self.address = address
         self.started = False  # this process called ray.init (a local Ray, or a cluster it connected to)
         self.local = False  # ... and started a local Ray, whose stopping takes seconds
         self.error: InputError | None = None
         self.workers = 0
         self._warming: list[Any] = []
         self._warm = False
+        self._lock = threading.Lock()  # tasks are sent, or the Ray abandoned (`abandon`), not both
         self._up = threading.Event()
         self._end = threading.Event()
         self._stop_error: BaseException | None = None
@@ -202,9 +221,10 @@ class _Starting:
             self.started = _init(self.ray, address, num_cpus)
             self.local = self.started and address is None
             self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
-            if not self._end.is_set():  # the driver may have scanned every image meanwhile
-                task = self.ray.remote(num_cpus=1)(warm)
-                self._warming = [task.remote(cache_url) for _ in range(self.workers)]
+            with self._lock:
+                if not self._end.is_set():  # the driver may have scanned every image meanwhile
+                    task = self.ray.remote(num_cpus=1)(warm)
+                    self._warming = [task.remote(cache_url) for _ in range(self.workers)]
         except InputError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it in its thread
@@ -213,6 +233,8 @@ class _Starting:
             self._up.set()
         self._end.wait()
         try:
+            if self.local:
+                _kill_autoscaler_monitor()
             if self.started:
                 self.ray.shutdown()
         except BaseException as exc:  # noqa: BLE001 - raised again by `stop`, in the driver's thread
@@ -242,6 +264,16 @@ class _Starting:
         """No more tasks will be sent: a local Ray shuts down now, while the driver goes on scanning."""
         self._end.set()
 
+    def abandon(self) -> bool:
+        """Send a local Ray that has had no task none ever, and leave it to end with this process (see
+        `scan_fleet`'s ``leave_ray``); False, and nothing done, for one that has had tasks (its workers
+        are stopped by `stop`) or a cluster."""
+        with self._lock:
+            if self.address is not None or self._warming or (self.up and not self.local):
+                return False
+            self._end.set()
+            return True
+
     def stop(self, *, quiet: bool = False) -> None:
         """Shut a local Ray down (or disconnect) and end the thread; ``quiet``: keep its errors to itself."""
         self._end.set()
@@ -258,6 +290,7 @@ def scan_fleet(
     cache_url: str | None = None,
     num_cpus: int | None = None,
     on_result: Callable[[ImageResult], None] = lambda _: None,
+    leave_ray: bool = False,
 ) -> FleetResult:
     """Scan every image, in Ray tasks and in the driver; ``cache_url`` is the content cache's database.
 
@@ -271,6 +304,13 @@ def scan_fleet(
     its processes run at a lower CPU priority than the driver (`_RAY_NICE`): they take the cores the
     driver leaves, never the one it scans on. Once the driver alone would end the fleet in the time a
     local Ray takes to stop, Ray gets no more tasks and stops while the driver scans the last images.
+
+    ``leave_ray``: when the driver has scanned every image and the local Ray has had no task (it is
+    most often still starting: ``ray.init`` cannot be interrupted, and on a busy machine it takes
+    seconds more), it is not waited for; the caller ends its process right after, without the
+    interpreter's exit handlers (`os._exit`). Ray's processes share the fate of the thread that
+    started them (``PR_SET_PDEATHSIG``) and its agents that of its raylet: they end with it. Having
+    had no task, it has no worker process, which would outlive its raylet for seconds.
     """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
@@ -294,6 +334,7 @@ def scan_fleet(
                 result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
             done(i, result)
 
+    left = False
     try:
         if cache_url is not None:
             _cache(cache_url, migrate=True)
@@ -320,12 +361,15 @@ def scan_fleet(
                 i = todo.popleft()
                 with paced:
                     done(i, scan_one(str(images[i].resolve()), agreement, cache_url))
-        starting.wait()
+        left = leave_ray and starting.abandon()
+        if not left:
+            starting.wait()
     except BaseException:
         starting.stop(quiet=True)  # the error on the way out is the one to see
         raise
     finally:
         for url in [u for u in _CACHES if u == cache_url]:
             _CACHES.pop(url).close()  # the driver's connections, closed before the process ends
-    starting.stop()
+    if not left:
+        starting.stop()
     return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in range(len(images))])
