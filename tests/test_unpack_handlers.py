@@ -141,9 +141,11 @@ def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path,
             assert kinds == set(range(1, 10)), kinds  # every basic type, extended directories and files
 
 
-def _magic_offsets(data: bytes, window: int) -> list[int]:
-    """Every offset the engine's magic search gives, window by window (windows of ``window`` bytes)."""
+def _magic_offsets(data: bytes, window: int, *, dense: bool = False) -> list[int]:
+    """Every offset the engine's magic search gives, window by window (windows of ``window`` bytes);
+    ``dense``: as on data dense with magics' first bytes (re, not YARA-X)."""
     engine = _Engine(HANDLERS, Limits(), "test")
+    engine._dense = dense
     offsets: list[int] = []
     start = 0
     with mock.patch.object(image, "_WINDOW", window):
@@ -188,19 +190,40 @@ def test_magic_search_finds_what_re_finds() -> None:
     assert len(expected) >= 20
     assert _magic_offsets(bytes(data), 4099) == expected
     assert _magic_offsets(bytes(data), 1 << 20) == expected
+    assert _magic_offsets(bytes(data), 4099, dense=True) == expected
 
 
 _PATTERNS = [re.compile(p, re.DOTALL) for p in dict.fromkeys(p for h in HANDLERS for p in h.PATTERNS)]
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_magic_search_finds_what_re_finds_for_any_magic(draw: st.DataObject) -> None:
+@pytest.mark.parametrize("pattern", _PATTERNS, ids=lambda p: repr(p.pattern)[:40])
+@settings(max_examples=15, deadline=None)
+@given(draw=st.data())
+def test_magic_search_finds_what_re_finds_for_every_magic(pattern: re.Pattern[bytes], draw: st.DataObject) -> None:
     parts = []
-    for _ in range(draw.draw(st.integers(1, 6))):
+    for _ in range(draw.draw(st.integers(1, 4))):
         parts.append(draw.draw(st.binary(max_size=40)))
-        parts.append(draw.draw(st.from_regex(draw.draw(st.sampled_from(_PATTERNS)), fullmatch=True)))
+        parts.append(draw.draw(st.from_regex(pattern, fullmatch=True)))
     data = b"".join(parts)
     expected = _re_offsets(data)
     assert expected
-    assert _magic_offsets(data, draw.draw(st.sampled_from([7, 64, 1 << 20]))) == expected
+    window = draw.draw(st.sampled_from([7, 64, 1 << 20]))
+    assert _magic_offsets(data, window) == expected
+    assert _magic_offsets(data, window, dense=True) == expected
+
+
+def test_magic_patterns_fit_the_search_overlap() -> None:
+    """A match longer than the overlap of two windows would be missed at a window's edge."""
+    for pattern in _PATTERNS:
+        assert re._parser.parse(pattern.pattern, re.DOTALL).getwidth()[1] <= image._LONGEST_MAGIC
+
+
+def test_a_window_dense_with_magics_puts_the_search_on_re() -> None:
+    engine = _Engine(HANDLERS, Limits(), "test")
+    data = b"hsqs" * 5000 + b"UBI#\x01" + bytes(100)
+    expected = _re_offsets(data)
+    assert expected == [19_976, 20_000]  # a squashfs magic whose version bytes are UBI's, and UBI's
+    with mock.patch.object(image, "_DENSE_SECONDS", 0.0):  # every window counts as slow
+        assert engine._search(memoryview(data), 0)[0] == expected
+    assert engine._dense
+    assert engine._search(memoryview(data), 0)[0] == expected  # the same, found by re

@@ -22,6 +22,7 @@ import posixpath
 import re
 import signal
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ _MAX_FAILURES = 3
 _ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
 _WINDOW = 1 << 20  # bytes one magic search covers
 _LONGEST_MAGIC = 4096  # no pattern matches more bytes than this
+_DENSE_SECONDS = 0.1  # a window YARA-X takes longer than this on is dense with magics (usually: 4 ms)
 # Files inside filesystems unpacked in turn, by name (see _Engine._nested_files): images and archives,
 # perhaps compressed, and boot files; not every .gz (a root filesystem holds hundreds of gzip'd docs).
 _NESTED_NAME = re.compile(
@@ -126,8 +128,11 @@ class _DataFile(Filesystem):
 class _Engine:
     def __init__(self, handlers: Sequence[Handler], limits: Limits, name: str) -> None:
         self.handlers = [(h, re.compile(b"|".join(h.PATTERNS), re.DOTALL)) for h in handlers]
-        self._magics = _magic_rules(tuple(dict.fromkeys(p for h in handlers for p in h.PATTERNS)))
-        self._scanner: yara_x.Scanner | None = None
+        patterns = tuple(dict.fromkeys(p for h in handlers for p in h.PATTERNS))
+        self._magics = _magic_rules(patterns)
+        self._scanner: yara_x.Scanner | None = None  # used by this engine's thread only, as YARA-X requires
+        self._patterns = [re.compile(p, re.DOTALL) for p in patterns]
+        self._dense = False  # the data is dense with magics' first bytes: searched with re (see _search)
         # a quick first test of a file's head: one expression for every magic at offset 0 (a match
         # at one position, not a search, so one alternation is fast), then the few at other offsets
         at_start = [p for h in handlers if not h.OFFSET for p in h.PATTERNS]
@@ -207,16 +212,33 @@ class _Engine:
         return starts_at_zero
 
     def _search(self, data: memoryview, start: int) -> tuple[list[int], int]:
-        """Where a magic matches in ``start`` .. ``start + _WINDOW``, in order; and where that window ends."""
+        """Where a magic matches in ``start`` .. ``start + _WINDOW``, in order; and where that window ends.
+
+        YARA-X checks the whole pattern wherever a magic's literal part occurs, each check costing
+        microseconds: a window dense with them (``hsqs`` over and over, as a hostile image may be)
+        takes it half a second, where Python's re, one pattern at a time, takes a tenth of that. A
+        window that slow puts the engine on re for the rest of its data.
+        """
         end = min(len(data), start + _WINDOW)
+        stop = min(len(data), end + _LONGEST_MAGIC)
+        if self._dense:
+            hits: set[int] = set()
+            for pattern in self._patterns:
+                pos = start
+                while (m := pattern.search(data, pos, stop)) is not None and m.start() < end:
+                    hits.add(m.start())
+                    pos = m.start() + 1
+            return sorted(hits), end
         if self._scanner is None:
             self._scanner = yara_x.Scanner(self._magics)
             # a window has fewer starting offsets than this: no match is ever left out
             self._scanner.max_matches_per_pattern(_WINDOW + _LONGEST_MAGIC)
+        began = time.perf_counter()
         # YARA-X takes bytes: one window's copy (1 MB, well under a millisecond)
-        found = self._scanner.scan(bytes(data[start : min(len(data), end + _LONGEST_MAGIC)]))
-        hits = {m.offset for rule in found.matching_rules for p in rule.patterns for m in p.matches}
-        return sorted(start + h for h in hits if start + h < end), end
+        found = self._scanner.scan(bytes(data[start:stop]))
+        self._dense = time.perf_counter() - began > _DENSE_SECONDS
+        offsets = {m.offset for rule in found.matching_rules for p in rule.patterns for m in p.matches}
+        return sorted(start + h for h in offsets if start + h < end), end
 
     def _unpack(self, found: tuple[Handler, Chunk], chain: str, base: int, depth: int) -> int:
         """Expand an identified chunk; where it ends."""
@@ -347,11 +369,18 @@ def _magic_rules(patterns: tuple[bytes, ...]) -> yara_x.Rules:
     strings = "\n".join(f"    $m{i} = /{_yara_regex(p)}/s" for i, p in enumerate(patterns))
     compiler = yara_x.Compiler()
     compiler.add_source(f"rule magic {{\n  strings:\n{strings}\n  condition:\n    any of them\n}}\n")
+    if compiler.warnings():  # a slow or odd pattern: fail at the first image, never search less
+        raise ValueError(f"magic patterns: {compiler.warnings()}")
     return compiler.build()
 
 
 def _yara_regex(pattern: bytes) -> str:
-    """A Python ``re`` byte pattern written for YARA-X: bytes outside printable ASCII as ``\\xHH``, ``/`` escaped."""
+    """A Python ``re`` byte pattern written for YARA-X: bytes outside printable ASCII as ``\\xHH``, ``/`` escaped.
+
+    Anchors and escapes of raw bytes, which the two dialects read differently, are refused.
+    """
+    if re.search(rb"\$|(?<!\[)\^|\\[^\x21-\x7e]", pattern):  # a class may start with ^
+        raise ValueError(f"magic pattern {pattern!r}: no anchors, and no backslash before a raw byte")
     out = []
     for byte in pattern:
         char = chr(byte)
