@@ -15,7 +15,7 @@ from nospy.errors import InputError, VerificationError
 from nospy.ledger import audit_log, merkle, open_source
 from nospy.ledger.checkpoint import Checkpoint, cosign, open_checkpoint, sign_checkpoint
 from nospy.ledger.storage import LogWriter, init_log
-from nospy.ledger.tiles import TileReader
+from nospy.ledger.tiles import TileReader, read_bundle
 
 ORIGIN = "log.example/nospy-test"
 
@@ -96,8 +96,12 @@ def test_log_from_the_spec_rules_audits(hand_built: tuple[Path, keys.SigningKey]
     assert not (root / "tile/0/003.p/232").exists()
     consistency = reader.consistency_proof(1_000)
     merkle.verify_consistency(1_000, 70_000, consistency, older.root(), result.checkpoint.root)
-    with pytest.raises(InputError, match=r"tile/0/273\.p/111.*nor can its full tile be read"):
+    with pytest.raises(InputError, match=r"tile/0/273\.p/111.*; nor its full tile: .*tile/0/273"):
         TileReader(open_source(root).read, 69_999).tile(0, 273)
+    # and the entries of such a tree, from the full bundle's first ones
+    assert read_bundle(open_source(root).read, 3, 1_000) == [f"entry {i}".encode() for i in range(768, 1_000)]
+    with pytest.raises(InputError, match=r"tile/entries/273\.p/111.*; nor its full tile"):
+        read_bundle(open_source(root).read, 273, 69_999)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from nospy.agreement import load as load_agreement
 from nospy.cli import run
 from nospy.errors import InputError
 from nospy.firmware.rootfs import EXAMPLE_BACKDOOR, build_example, clone, plant
+from nospy.ledger.checkpoint import cosign
 from nospy.ledger.interface import open_source
 from nospy.ledger.release import entry_bytes, make_release, sha256_file
 from nospy.ledger.server import LogServer
@@ -487,6 +488,12 @@ def test_a_log_rewritten_to_fewer_entries_alerts_once(
     assert alert["previous_checkpoint"].split("\n")[1] == "2"
     assert alert["checkpoint"].split("\n")[1] == "1"
     code, out, err = _run(args, capsys)  # the same checkpoint again: said, not alerted again
+    assert code == 0 and "cannot prove the two consistent" in err, err
+    # nor when a witness has cosigned it meanwhile: the same tree
+    note = (setup.log_dir / "checkpoint").read_text()
+    body = note.split("\n\n", 1)[0] + "\n"
+    (setup.log_dir / "checkpoint").write_text(note + cosign(body, keys.generate("witness.example")))
+    code, out, err = _run(args, capsys)
     assert code == 0 and "cannot prove the two consistent" in err, err
     assert len(webhook.received) == 1
 

@@ -30,6 +30,7 @@ __all__ = [
     "encode_bundle",
     "parse_bundle",
     "parse_tile_path",
+    "read_bundle",
     "tile_path",
     "tile_width",
 ]
@@ -202,6 +203,31 @@ class TileCache:
         return len(self._items)
 
 
+def _read_partial(fetch: Callable[[str], bytes], path: str, full_path: str, width: int) -> tuple[bytes, bool]:
+    """The tile or bundle at ``path`` of ``width`` entries, or when a partial one cannot be read, the
+    full one at ``full_path``; and whether it is the full one.
+
+    C2SP tlog-tiles: a log may delete a partial tile once the full one exists, and a client then reads
+    the full one's first entries (a tree seen before the log grew, or read while it grew).
+    """
+    try:
+        return fetch(path), False
+    except InputError as exc:
+        if width == TILE_WIDTH:
+            raise
+        try:
+            return fetch(full_path), True
+        except InputError as full:
+            raise InputError(f"{exc}; nor its full tile: {full}") from None
+
+
+def read_bundle(fetch: Callable[[str], bytes], index: int, size: int) -> list[bytes]:
+    """The entries of bundle ``index`` of a tree of ``size`` entries (unverified: prove them included)."""
+    width = tile_width(0, index, size)
+    data, full = _read_partial(fetch, bundle_path(index, width), bundle_path(index), width)
+    return parse_bundle(data, TILE_WIDTH)[:width] if full else parse_bundle(data, width)
+
+
 class TileReader:
     """Merkle subtree hashes of a tree of ``size`` leaves, from tiles fetched with ``fetch(path)``.
 
@@ -225,17 +251,11 @@ class TileReader:
             if width == 0:
                 raise InputError(f"tile {level}/{index} is beyond a tree of size {self.size}")
             path = tile_path(level, index, width)
-            try:
-                data = self._fetch(path)
-            except InputError as exc:
-                if width == TILE_WIDTH:
-                    raise
-                # C2SP tlog-tiles: a log may delete a partial tile once the full one exists, and a
-                # client then reads the full tile's first hashes (a tree seen before the log grew)
-                try:
-                    data = self._fetch(tile_path(level, index, TILE_WIDTH))[: width * merkle.HASH_SIZE]
-                except InputError:
-                    raise InputError(f"{exc} (nor can its full tile be read)") from None
+            data, full = _read_partial(self._fetch, path, tile_path(level, index), width)
+            if full:
+                if len(data) != TILE_WIDTH * merkle.HASH_SIZE:
+                    raise InputError(f"{path}: {len(data)} bytes, expected {TILE_WIDTH * merkle.HASH_SIZE}")
+                path, data = tile_path(level, index), data[: width * merkle.HASH_SIZE]
             if len(data) != width * merkle.HASH_SIZE:
                 raise InputError(f"{path}: {len(data)} bytes, expected {width * merkle.HASH_SIZE}")
             levels = _pyramid(data)

@@ -20,7 +20,7 @@ from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
 from nospy.ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
-from nospy.ledger.tiles import TILE_WIDTH, TileReader, bundle_path, parse_bundle, tile_width
+from nospy.ledger.tiles import TILE_WIDTH, TileReader, read_bundle
 
 __all__ = ["ForkError", "Step", "UnprovenError", "entries", "latest", "step", "verify_included"]
 
@@ -102,8 +102,7 @@ def entries(source: LogSource, size: int, start: int) -> Iterator[tuple[int, byt
     if start >= size:
         return
     for n in range(start // TILE_WIDTH, -(-size // TILE_WIDTH)):
-        width = tile_width(0, n, size)
-        bundle = parse_bundle(source.read(bundle_path(n, width)), width)
+        bundle = read_bundle(source.read, n, size)
         for offset, entry in enumerate(bundle):
             index = n * TILE_WIDTH + offset
             if index >= start:

@@ -199,7 +199,9 @@ class Monitor:
                     MonitorAlert.log_id == log_id, MonitorAlert.kind == "log-behind-unproven"
                 )
             ).all()
-            if any(json.loads(p)["checkpoint"] == note for p in alerted):
+            # the checkpoint's body (origin, size, root): the same tree cosigned again is no new alert
+            body = note.split("\n\n", 1)[0]
+            if any(json.loads(p)["checkpoint"].split("\n\n", 1)[0] == body for p in alerted):
                 return
             payload = {
                 "type": ALERT_TYPE,

@@ -24,7 +24,7 @@ from nospy.ledger import merkle
 from nospy.ledger.checkpoint import CosignerKey, SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
 from nospy.ledger.release import read_release
-from nospy.ledger.tiles import TILE_WIDTH, TileCache, TileReader, bundle_path, parse_bundle, tile_width
+from nospy.ledger.tiles import TILE_WIDTH, TileCache, TileReader, read_bundle
 
 __all__ = ["CosignatureRow", "CosignatureStatus", "EntryRow", "EntryView", "cosignatures", "entries", "entry", "latest"]
 
@@ -63,8 +63,7 @@ def _row(index: int, data: bytes) -> EntryRow:
 
 
 def _bundle(source: LogSource, size: int, n: int) -> list[bytes]:
-    width = tile_width(0, n, size)
-    return parse_bundle(source.read(bundle_path(n, width)), width)
+    return read_bundle(source.read, n, size)
 
 
 def entries(source: LogSource, signed: SignedCheckpoint, offset: int, limit: int) -> list[EntryRow]:
