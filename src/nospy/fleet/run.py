@@ -265,9 +265,9 @@ class _Starting:
         self._end.set()
 
     def abandon(self) -> bool:
-        """Send a local Ray that has had no task none ever, and leave it to end with this process (see
-        `scan_fleet`'s ``leave_ray``); False, and nothing done, for one that has had tasks (its workers
-        are stopped by `stop`) or a cluster."""
+        """Leave a local Ray that has had no task to end with this process (see `scan_fleet`'s
+        ``leave_ray``), and send it none from now on; False, and nothing done, for one that has had
+        tasks (its workers are stopped by `stop`), one this process joined, or a cluster."""
         with self._lock:
             if self.address is not None or self._warming or (self.up and not self.local):
                 return False
