@@ -208,3 +208,26 @@ def test_time_limit_alarm_is_always_disarmed(rootfs: Path, workdir: Path) -> Non
         open_data(image, "fast.sqfs", Limits(timeout=1e-6))
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGALRM) == before
+
+
+def test_zip_end_record_search_is_reused_for_the_next_candidates() -> None:
+    """Data dense with zip local-header magics is searched for a central directory once, not once per
+    magic; the reused answer is the one a fresh search gives, at every offset, in any order."""
+    from nospy.firmware.unpack.handlers.archives import _next_eocd
+
+    data = memoryview(b"PK\x03\x04" * 100 + b"PK\x05\x06" + b"PK\x03\x04" * 50 + b"PK\x05\x06" + bytes(30))
+    fresh = [_next_eocd(data, offset, {}) for offset in range(len(data))]
+    assert fresh[0] == 400 and fresh[401] == 604 and fresh[605] is None
+    searches: dict[str, tuple[int, int | None]] = {}
+    assert [_next_eocd(data, offset, searches) for offset in range(len(data))] == fresh
+    assert [_next_eocd(data, offset, searches) for offset in reversed(range(len(data)))] == fresh[::-1]
+
+
+def test_a_zip_among_dense_local_header_magics_is_still_found() -> None:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("etc/shadow", "root::0:0:99999:7:::\n")
+    tree = open_data(b"PK\x03\x04" * 20_000 + buf.getvalue(), "blob.bin")
+    assert any(e.path.endswith("/etc/shadow") for e in tree.entries())

@@ -95,6 +95,9 @@ class Context:
     budget: Budget
     chain: str
     issues: list[TreeIssue] = field(default_factory=list)
+    # searches a handler made in this container's data, by name, for its later candidates in the same
+    # data to reuse (see archives.Zip): where the search started and what it found
+    searches: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     def issue(self, offset: int | None, message: str) -> None:
         self.issues.append(TreeIssue(self.chain, offset, message))

@@ -60,9 +60,9 @@ _MIN_ROOT_SCORE = 3
 # would otherwise be tried at each of its thousands of erase blocks).
 _MAX_FAILURES = 3
 _ALARM_REPEAT = 0.5  # seconds between repeated time-limit alarms
-_WINDOW = 1 << 20  # bytes one magic search covers
+_WINDOW = 1 << 16  # bytes one magic search covers: all its matches are listed, though a chunk may skip them
 _LONGEST_MAGIC = 4096  # no pattern matches more bytes than this
-_DENSE_SECONDS = 0.1  # a window YARA-X takes longer than this on is dense with magics (usually: 4 ms)
+_DENSE_SECONDS = 0.01  # CPU time YARA-X takes on a window dense with magics: 40 ms (usually: 0.3 ms)
 # Files inside filesystems unpacked in turn, by name (see _Engine._nested_files): images and archives,
 # perhaps compressed, and boot files; not every .gz (a root filesystem holds hundreds of gzip'd docs).
 _NESTED_NAME = re.compile(
@@ -155,13 +155,20 @@ class _Engine:
             self.issue(chain, offset, f"{handler.NAME}: {_MAX_FAILURES} failures: not tried again in this container")
 
     def _identify(
-        self, data: memoryview, at: int, chain: str, base: int, failures: dict[str, int]
+        self,
+        data: memoryview,
+        at: int,
+        chain: str,
+        base: int,
+        *,
+        failures: dict[str, int],
+        searches: dict[str, tuple[int, int | None]],
     ) -> tuple[Handler, Chunk] | None:
         for handler, pattern in self.handlers:
             off = at - handler.OFFSET
             if off < 0 or failures.get(handler.NAME, 0) >= _MAX_FAILURES or not pattern.match(data, at):
                 continue
-            ctx = Context(self.budget, f"{chain}!{handler.NAME}@{base + off:#x}", self.issues)
+            ctx = Context(self.budget, f"{chain}!{handler.NAME}@{base + off:#x}", self.issues, searches)
             try:
                 chunk = handler.identify(data, off, ctx)
             except LimitError:
@@ -183,13 +190,14 @@ class _Engine:
     def scan(self, data: memoryview, chain: str, depth: int, base: int = 0) -> bool:
         """Unpack every chunk in ``data``; True if one starts at offset 0 (``data`` is a wrapper, not a payload)."""
         failures: dict[str, int] = {}
+        searches: dict[str, tuple[int, int | None]] = {}  # see Context.searches
         # most data starts with its container (an image, a file found to be one): tried before any
         # search, which then starts after it (in a squashfs image, nothing is left to search)
         pos = 0
         found = None
         if self.any_magic.match(data) is not None:
             self.budget.check_time()
-            found = self._identify(data, 0, chain, base, failures)
+            found = self._identify(data, 0, chain, base, failures=failures, searches=searches)
             pos = self._unpack(found, chain, base, depth) if found is not None else 1
         starts_at_zero = found is not None
         # the data is searched one window at a time, from where the last chunk ended: a 30 MB squashfs
@@ -202,7 +210,7 @@ class _Engine:
                 if at < pos:  # inside a chunk already unpacked, or tried
                     continue
                 self.budget.check_time()
-                found = self._identify(data, at, chain, base, failures)
+                found = self._identify(data, at, chain, base, failures=failures, searches=searches)
                 if found is None or found[1].start < pos:  # nothing, or a chunk starting inside the previous one
                     pos = at + 1
                     continue
@@ -215,9 +223,10 @@ class _Engine:
         """Where a magic matches in ``start`` .. ``start + _WINDOW``, in order; and where that window ends.
 
         YARA-X checks the whole pattern wherever a magic's literal part occurs, each check costing
-        microseconds: a window dense with them (``hsqs`` over and over, as a hostile image may be)
-        takes it half a second, where Python's re, one pattern at a time, takes a tenth of that. A
-        window that slow puts the engine on re for the rest of its data.
+        microseconds: data dense with them (``hsqs`` over and over, as a hostile image may be) takes
+        it 0.6 s a MiB, where Python's re, one pattern at a time, takes a tenth of that. A window that
+        slow (in this thread's CPU time: waiting for a core does not count) puts the engine on re for
+        the rest of its data.
         """
         end = min(len(data), start + _WINDOW)
         stop = min(len(data), end + _LONGEST_MAGIC)
@@ -233,10 +242,10 @@ class _Engine:
             self._scanner = yara_x.Scanner(self._magics)
             # a window has fewer starting offsets than this: no match is ever left out
             self._scanner.max_matches_per_pattern(_WINDOW + _LONGEST_MAGIC)
-        began = time.perf_counter()
-        # YARA-X takes bytes: one window's copy (1 MB, well under a millisecond)
+        began = time.thread_time()
+        # YARA-X takes bytes: one window's copy (64 KiB, microseconds)
         found = self._scanner.scan(bytes(data[start:stop]))
-        self._dense = time.perf_counter() - began > _DENSE_SECONDS
+        self._dense = time.thread_time() - began > _DENSE_SECONDS
         offsets = {m.offset for rule in found.matching_rules for p in rule.patterns for m in p.matches}
         return sorted(start + h for h in offsets if start + h < end), end
 

@@ -208,6 +208,20 @@ class Cpio(Handler):
         return Chunk(offset, end, filesystem=read_members(bytes(data[offset:end]), ctx, offset))
 
 
+def _next_eocd(data: memoryview, offset: int, searches: dict[str, tuple[int, int | None]]) -> int | None:
+    """Where the first end-of-central-directory record at or after ``offset`` starts, or None.
+
+    The last search in the same data is reused when it answers for ``offset`` too: data dense with
+    local-header magics (and no central directory) would otherwise be searched to its end from each.
+    """
+    searched, found = searches.get("zip-eocd", (-1, None))
+    if 0 <= searched <= offset and (found is None or found >= offset):
+        return found
+    m = _EOCD.search(data, offset)
+    searches["zip-eocd"] = (offset, m.start() if m is not None else None)
+    return m.start() if m is not None else None
+
+
 class Zip(Handler):
     NAME = "zip"
     PATTERNS = (rb"PK\x03\x04",)
@@ -215,16 +229,16 @@ class Zip(Handler):
     FILESYSTEM = True
 
     def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
-        m = _EOCD.search(data, offset)
-        if m is None:
+        at = _next_eocd(data, offset, ctx.searches)
+        if at is None:
             return None  # no central directory after it: a local-header magic inside other data
-        raw = bytes(data[m.start() : m.start() + len(_C.zip_eocd)])
+        raw = bytes(data[at : at + len(_C.zip_eocd)])
         if len(raw) < len(_C.zip_eocd):
             raise FormatError("end of central directory truncated")
         eocd = _C.zip_eocd(raw)
-        if m.start() - eocd.cd_size - eocd.cd_offset != offset:
+        if at - eocd.cd_size - eocd.cd_offset != offset:
             return None  # the central directory does not describe an archive starting here
-        end = min(len(data), m.start() + len(_C.zip_eocd) + eocd.comment_len)
+        end = min(len(data), at + len(_C.zip_eocd) + eocd.comment_len)
         return Chunk(offset, end, filesystem=read_members(bytes(data[offset:end]), ctx, offset))
 
 

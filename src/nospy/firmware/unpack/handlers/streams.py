@@ -27,6 +27,7 @@ from nospy.firmware.unpack.limits import LimitError
 
 __all__ = ["Bzip2", "Gzip", "Lz4", "Lzma", "Lzop", "Xz", "Zstd"]
 
+_FIRST_IN = 1 << 12  # a magic inside other data fails to decode within its first bytes: read few first
 _STEP_IN = 1 << 18
 _STEP_OUT = 1 << 22
 
@@ -67,14 +68,16 @@ def decode_stream(data: memoryview, offset: int, ctx: Context, dec: _Decoder) ->
     out = bytearray()
     pos = offset
     problem = None
+    step = _FIRST_IN  # then _STEP_IN: data dense with a magic is not copied 256 KiB per candidate
     while not dec.eof:
         piece = b""
         if dec.needs_input:
             if pos >= len(data):
                 problem = "truncated stream"
                 break
-            piece = bytes(data[pos : pos + _STEP_IN])
+            piece = bytes(data[pos : pos + step])
             pos += len(piece)
+            step = _STEP_IN
         try:
             produced = dec.decompress(piece, _STEP_OUT)
         except (OSError, EOFError, ValueError, RuntimeError, zlib.error, lzma.LZMAError, zstd.ZstdError) as exc:
