@@ -231,3 +231,14 @@ def test_a_zip_among_dense_local_header_magics_is_still_found() -> None:
         zf.writestr("etc/shadow", "root::0:0:99999:7:::\n")
     tree = open_data(b"PK\x03\x04" * 20_000 + buf.getvalue(), "blob.bin")
     assert any(e.path.endswith("/etc/shadow") for e in tree.entries())
+
+
+def test_a_stream_that_starts_with_a_long_run_is_no_bomb() -> None:
+    """Two MiB of zeros and then data that does not compress: over its first 4 KiB of input the stream
+    decodes at more than the ratio limit, over the stream at far less. It is unpacked whole."""
+    import os
+
+    payload = bytes(2 << 20) + os.urandom(300 << 10)
+    tree = open_data(gzip.compress(payload, mtime=0), "blob.bin")
+    assert not [i for i in tree.issues if "ratio" in i.message]
+    assert any(e.size == len(payload) for e in tree.entries())

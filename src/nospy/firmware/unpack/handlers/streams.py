@@ -27,7 +27,7 @@ from nospy.firmware.unpack.limits import LimitError
 
 __all__ = ["Bzip2", "Gzip", "Lz4", "Lzma", "Lzop", "Xz", "Zstd"]
 
-_FIRST_IN = 1 << 12  # a magic inside other data fails to decode within its first bytes: read few first
+_FIRST_IN = 1 << 12  # a magic inside other data fails to decode within its first bytes: read those first
 _STEP_IN = 1 << 18
 _STEP_OUT = 1 << 22
 
@@ -68,16 +68,19 @@ def decode_stream(data: memoryview, offset: int, ctx: Context, dec: _Decoder) ->
     out = bytearray()
     pos = offset
     problem = None
-    step = _FIRST_IN  # then _STEP_IN: data dense with a magic is not copied 256 KiB per candidate
+    # reads end at offset + 4 KiB, then at each multiple of 256 KiB: data dense with a magic is not
+    # copied 256 KiB per candidate, and the ratio check sees the input it saw with 256 KiB reads
+    bound = _FIRST_IN
+    least = min(_STEP_IN, len(data) - offset)
     while not dec.eof:
         piece = b""
         if dec.needs_input:
             if pos >= len(data):
                 problem = "truncated stream"
                 break
-            piece = bytes(data[pos : pos + step])
+            piece = bytes(data[pos : offset + bound])
             pos += len(piece)
-            step = _STEP_IN
+            bound = (pos - offset) // _STEP_IN * _STEP_IN + _STEP_IN
         try:
             produced = dec.decompress(piece, _STEP_OUT)
         except (OSError, EOFError, ValueError, RuntimeError, zlib.error, lzma.LZMAError, zstd.ZstdError) as exc:
@@ -87,7 +90,7 @@ def decode_stream(data: memoryview, offset: int, ctx: Context, dec: _Decoder) ->
             break
         out += produced
         ctx.budget.charge(len(produced))
-        ctx.budget.check_ratio(len(out), pos - offset)
+        ctx.budget.check_ratio(len(out), max(pos - offset, least))
     end = pos - len(dec.unused_data or b"") if dec.eof else pos
     return bytes(out), end, problem
 
