@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -218,8 +219,38 @@ def test_only_a_ray_started_here_and_given_no_task_is_left_to_end_with_the_proce
     assert not cluster.abandon()
     cluster.stop(quiet=True)
     # the joined Ray is still up and usable after both
-    result = scan_fleet(fleet_images(images)[:1], cache_url=f"sqlite:///{tmp_path / 'c.db'}", leave_ray=True)
-    assert [i.status for i in result.images] == ["fail"] and ray_local.is_initialized()
+    left: list[bool] = []
+    result = scan_fleet(
+        fleet_images(images)[:1], cache_url=f"sqlite:///{tmp_path / 'c.db'}", leave_ray=lambda: left.append(True)
+    )
+    assert [i.status for i in result.images] == ["fail"] and ray_local.is_initialized() and not left
+
+
+def test_end_descendants_kills_the_whole_tree_and_nothing_else() -> None:
+    """In a process of its own (here it would kill the tests' Ray): children and grandchildren end,
+    the process itself and the rest of the machine go on."""
+    marker = f"{10**6 + secrets.randbelow(10**6)}.25"  # seconds to sleep: a command line of their own
+    code = (
+        "import subprocess\n"
+        "from nospy.fleet import end_descendants\n"
+        f"sh = subprocess.Popen(['sh', '-c', 'sleep {marker} & sleep {marker} & echo forked; wait'],"
+        " stdout=subprocess.PIPE, text=True)\n"
+        "assert sh.stdout is not None and sh.stdout.readline() == 'forked\\n'\n"
+        "end_descendants()\n"
+        "print('still here')\n"
+    )
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0 and done.stdout == "still here\n", done.stderr
+        deadline = time.monotonic() + 10
+        while (left := _processes_naming(marker)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_pace_tells_when_the_driver_alone_ends_before_a_local_ray_stops() -> None:

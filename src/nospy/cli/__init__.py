@@ -4,6 +4,7 @@ Only this package calls ``sys.exit``."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -101,10 +102,14 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main() -> None:
     process_end.ends = True
     code = run()
-    if process_end.hard:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    if process_end.hard is not None:
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head) ends nothing early
+                    stream.flush()
+        finally:
+            process_end.hard()
+            os._exit(code)
     # The interpreter's last collection walks every object the command loaded (Ray, SQLAlchemy,
     # cyclonedx: a few hundred ms); frozen, they are left to the exit. Only garbage in reference
     # cycles is affected, whose finalizers Python does not promise to run at exit anyway; the

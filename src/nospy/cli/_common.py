@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,11 +21,11 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 class ProcessEnd:
     """How the process ends after the command. ``ends``: set by `nospy.cli.main`, the process ends
     when the command returns (never so for `nospy.cli.run` called in-process), so a command may leave
-    work to end with it; it then sets ``hard``, and `main` ends the process at once (`os._exit`),
-    without the interpreter's exit handlers, which would wait for that work."""
+    work to end with it; it then sets ``hard`` to what ends that work, and `main` calls it and ends
+    the process at once (`os._exit`), without the interpreter's exit handlers, which would wait."""
 
     ends: bool = False
-    hard: bool = False
+    hard: Callable[[], None] | None = None
 
 
 process_end = ProcessEnd()

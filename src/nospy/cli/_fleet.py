@@ -67,9 +67,8 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
             on_result=lambda r: progress.update(task, advance=1, description=Path(r.path).name),
             # a local Ray still starting when every image is done is not waited for (seconds): run as
             # a command, this process ends right after, and Ray's processes with it
-            leave_ray=process_end.ends,
+            leave_ray=_leave_ray if process_end.ends else None,
         )
-    process_end.hard = process_end.ends
     text = result.model_dump_json(indent=2) + "\n" if fmt is FleetFormat.JSON else _table(result)
     if output is None:
         sys.stdout.write(text)
@@ -80,6 +79,12 @@ def scan(  # noqa: PLR0917 - typer passes every option positionally
         raise typer.Exit(1)
     if result.unreadable:
         raise typer.Exit(2)
+
+
+def _leave_ray() -> None:
+    from nospy.fleet import end_descendants  # noqa: PLC0415
+
+    process_end.hard = end_descendants
 
 
 def _table(result: object) -> str:

@@ -9,6 +9,6 @@ only what changed.
 from __future__ import annotations
 
 from nospy.fleet.inputs import fleet_images, parse_list
-from nospy.fleet.run import FleetResult, ImageResult, scan_fleet
+from nospy.fleet.run import FleetResult, ImageResult, end_descendants, scan_fleet
 
-__all__ = ["FleetResult", "ImageResult", "fleet_images", "parse_list", "scan_fleet"]
+__all__ = ["FleetResult", "ImageResult", "end_descendants", "fleet_images", "parse_list", "scan_fleet"]

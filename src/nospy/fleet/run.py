@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ from nospy.agreement.schema import Agreement
 from nospy.errors import InputError, NospyError
 from nospy.findings import ErrorEntry, Severity, Status, Tool
 
-__all__ = ["FleetResult", "ImageResult", "scan_fleet", "scan_one"]
+__all__ = ["FleetResult", "ImageResult", "end_descendants", "scan_fleet", "scan_one"]
 
 
 class ClauseVerdict(BaseModel):
@@ -164,6 +165,41 @@ def _kill_autoscaler_monitor() -> None:
             info.process.kill()
 
 
+def end_descendants() -> None:
+    """SIGKILL every process descended from this one (Linux; elsewhere nothing is done).
+
+    For a process about to end that leaves a local Ray behind (`scan_fleet`'s ``leave_ray``). Ray's
+    fate sharing would end its processes with this one, but not at once: its agents wait out GCS
+    timeouts for seconds, and a process Ray forks just then misses its parent-death signal. So they
+    are all stopped first (a stopped process forks no more), found again until none is new, and
+    then killed.
+    """
+    stopped: set[int] = set()
+    while new := [pid for pid in _descendants() if pid not in stopped]:
+        for pid in new:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+            stopped.add(pid)
+    for pid in stopped:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants() -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: the command may hold spaces and parentheses, the last ")" ends it
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
 class _Pace:
     """How long the driver takes per image (the first, analysed in full, aside)."""
 
@@ -265,11 +301,13 @@ class _Starting:
         self._end.set()
 
     def abandon(self) -> bool:
-        """Leave a local Ray that has had no task to end with this process (see `scan_fleet`'s
-        ``leave_ray``), and send it none from now on; False, and nothing done, for one that has had
-        tasks (its workers are stopped by `stop`), one this process joined, or a cluster."""
+        """Leave a local Ray that has had no task (starting, up, or failed to start: it was not
+        needed) to end with this process (see `scan_fleet`'s ``leave_ray``), and send it none from
+        now on; False, and nothing done, for one that has had tasks (its workers are stopped by
+        `stop`), one this process joined, or a cluster."""
         with self._lock:
-            if self.address is not None or self._warming or (self.up and not self.local):
+            joined = self.up and not self.local and self.error is None  # already up in this process
+            if self.address is not None or self._warming or joined:
                 return False
             self._end.set()
             return True
@@ -290,7 +328,7 @@ def scan_fleet(
     cache_url: str | None = None,
     num_cpus: int | None = None,
     on_result: Callable[[ImageResult], None] = lambda _: None,
-    leave_ray: bool = False,
+    leave_ray: Callable[[], None] | None = None,
 ) -> FleetResult:
     """Scan every image, in Ray tasks and in the driver; ``cache_url`` is the content cache's database.
 
@@ -307,10 +345,9 @@ def scan_fleet(
 
     ``leave_ray``: when the driver has scanned every image and the local Ray has had no task (it is
     most often still starting: ``ray.init`` cannot be interrupted, and on a busy machine it takes
-    seconds more), it is not waited for; the caller ends its process right after, without the
-    interpreter's exit handlers (`os._exit`). Ray's processes share the fate of the thread that
-    started them (``PR_SET_PDEATHSIG``) and its agents that of its raylet: they end with it. Having
-    had no task, it has no worker process, which would outlive its raylet for seconds.
+    seconds more; or it failed to start), it is not waited for: ``leave_ray`` is called instead,
+    and the caller ends its process right after, without the interpreter's exit handlers
+    (`os._exit`), once it has ended Ray's processes (`end_descendants`).
     """
     import ray  # noqa: PLC0415 - Ray is heavy; only this command loads it
 
@@ -361,7 +398,7 @@ def scan_fleet(
                 i = todo.popleft()
                 with paced:
                     done(i, scan_one(str(images[i].resolve()), agreement, cache_url))
-        left = leave_ray and starting.abandon()
+        left = leave_ray is not None and starting.abandon()
         if not left:
             starting.wait()
     except BaseException:
@@ -372,4 +409,6 @@ def scan_fleet(
             _CACHES.pop(url).close()  # the driver's connections, closed before the process ends
     if not left:
         starting.stop()
+    elif leave_ray is not None:
+        leave_ray()
     return FleetResult(agreement=agreement.id if agreement else None, images=[results[i] for i in range(len(images))])
