@@ -273,6 +273,25 @@ def test_zeek_newer_schema_by_field_names() -> None:
     assert cap.flows.row(0)["dst"] == "2001:db8::1"
 
 
+def test_zeek_numbers_that_are_not_finite_are_bad_rows() -> None:
+    """A duration, port or time of 1e999 (infinity once read) is a bad row, not a crash."""
+    head = "#separator \\x09\n#fields\tts\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tduration\n"
+    rows = [
+        "1700000000.5\t10.0.0.1\t5000\t10.0.0.2\t443\ttcp\t1.0",
+        "1700000000.5\t10.0.0.1\t5000\t10.0.0.2\t443\ttcp\tinf",
+        "1700000000.5\t10.0.0.1\t1.5e999\t10.0.0.2\t443\ttcp\t1.0",
+    ]
+    cap = read_bytes((head + "\n".join(rows) + "\n").encode())
+    assert cap.records == 1
+    assert [e.location for e in cap.errors if "finite" in e.message] == ["line 4", "line 5"]
+    as_json = "\n".join(
+        json.dumps({"ts": ts, "id.orig_h": "10.0.0.1", "id.orig_p": 1, "id.resp_h": "10.0.0.2", "id.resp_p": 2})
+        for ts in (1700000000.5, 1e300)
+    )
+    cap = read_bytes(as_json.encode())
+    assert cap.records == 1 and [e.location for e in cap.errors] == ["line 2"]
+
+
 EVE = [
     {"timestamp": "2024-01-01T00:00:00.000000+0000", "event_type": "dns", "src_ip": "10.0.0.53", "dest_ip": "10.0.0.2",
      "dns": {"version": 2, "type": "answer", "rrname": "update.acme.example", "answers": [

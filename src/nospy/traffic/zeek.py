@@ -10,11 +10,19 @@ was concatenated from several files (repeated headers) is read across the header
 from __future__ import annotations
 
 import json
+import math
 
 from nospy.traffic._text import PROTOCOLS, FlowRows, parse_time
 from nospy.traffic.interface import Buffer, Capture, Reader, TrafficError
 
 __all__ = ["ZeekConnReader", "ZeekJsonReader"]
+
+
+def _int(value: float) -> int:
+    """``value`` as an integer; ValueError for infinity and NaN (a log may say ``1e999``)."""
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return int(value)
 
 
 def _num(value: object) -> int:
@@ -23,15 +31,15 @@ def _num(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a count")
     if isinstance(value, int | float):
-        return int(value)
+        return _int(value)
     if isinstance(value, str):
-        return int(float(value)) if "." in value else int(value)
+        return _int(float(value)) if "." in value else int(value)
     raise ValueError(f"not a number: {value!r}")
 
 
 def _time(value: object) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1_000_000_000)
+        return _int(value * 1_000_000_000)
     if isinstance(value, str):
         return parse_time(value)
     raise ValueError(f"not a time: {value!r}")
@@ -48,7 +56,7 @@ def _add_conn(rows: FlowRows, rec: dict[str, object]) -> None:
         proto = _num(rec["ip_proto"])
     start = _time(rec.get("ts"))
     dur = rec.get("duration")
-    end = start + (int(float(dur) * 1_000_000_000) if isinstance(dur, int | float | str) and dur != "-" else 0)
+    end = start + (_int(float(dur) * 1_000_000_000) if isinstance(dur, int | float | str) and dur != "-" else 0)
     for a, b, pa, pb, side in ((orig, resp, sport, dport, "orig"), (resp, orig, dport, sport, "resp")):
         packets = _num(rec.get(f"{side}_pkts"))
         nbytes = _num(rec.get(f"{side}_ip_bytes")) if f"{side}_ip_bytes" in rec else _num(rec.get(f"{side}_bytes"))
