@@ -69,14 +69,18 @@ def step(source: LogSource, log_key: keys.VerifierKey, signed: SignedCheckpoint,
         raise InputError(f"the log's origin is {cp.origin!r}, the stored checkpoint's {prev.origin!r}")
     if cp.size < prev.size:
         return _behind(source, signed, prev, reader)
-    proof = reader.consistency_proof(prev.size) if 0 < prev.size < cp.size else []
+    _prove(prev, cp, reader.consistency_proof(prev.size) if 0 < prev.size < cp.size else [], prev, cp)
+    return Step(signed, prev.size, reader)
+
+
+def _prove(old: Checkpoint, new: Checkpoint, proof: list[bytes], seen: Checkpoint, served: Checkpoint) -> None:
+    """Return if ``proof`` shows tree ``old`` a prefix of tree ``new``; `ForkError` naming the two if not."""
     try:
-        merkle.verify_consistency(prev.size, cp.size, proof, prev.root, cp.root)
+        merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
     except VerificationError as exc:
         raise ForkError(
-            f"checkpoint of size {cp.size} is not consistent with the one of size {prev.size} seen before: {exc}"
+            f"checkpoint of size {served.size} is not consistent with the one of size {seen.size} seen before: {exc}"
         ) from None
-    return Step(signed, prev.size, reader)
 
 
 def _behind(source: LogSource, signed: SignedCheckpoint, prev: Checkpoint, reader: TileReader) -> Step:
@@ -88,12 +92,7 @@ def _behind(source: LogSource, signed: SignedCheckpoint, prev: Checkpoint, reade
             f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
             f"cannot prove the two consistent: {exc}"
         ) from None
-    try:
-        merkle.verify_consistency(cp.size, prev.size, proof, cp.root, prev.root)
-    except VerificationError as exc:
-        raise ForkError(
-            f"checkpoint of size {cp.size} is not consistent with the one of size {prev.size} seen before: {exc}"
-        ) from None
+    _prove(cp, prev, proof, prev, cp)
     return Step(signed, prev.size, reader, behind=True)
 
 

@@ -171,16 +171,20 @@ class Monitor:
                 s.flush()
             return row.id, row.checkpoint, row.forked
 
-    def _fork(self, log_id: int, previous: str, note: str, reason: str, result: RoundResult) -> None:
-        payload = {
+    def _log_alert(self, kind: str, previous: str, note: str, reason: str) -> dict[str, Any]:
+        """An alert about the log itself, with the two checkpoints signed by its key that are the evidence:
+        of a fork (both cannot be true), or of a log that shows less than it committed to."""
+        return {
             "type": ALERT_TYPE,
-            "kind": "log-fork",
+            "kind": kind,
             "log": {"location": self.location, "key": self.log_key.label},
             "reason": reason,
-            # two checkpoints signed by the log's key that cannot both be true: the proof of the fork
             "previous_checkpoint": previous,
             "checkpoint": note,
         }
+
+    def _fork(self, log_id: int, previous: str, note: str, reason: str, result: RoundResult) -> None:
+        payload = self._log_alert("log-fork", previous, note, reason)
         with self.sessions.begin() as s:
             row = s.get_one(MonitorLog, log_id)
             row.forked = reason
@@ -203,15 +207,7 @@ class Monitor:
             body = note.split("\n\n", 1)[0]
             if any(json.loads(p)["checkpoint"].split("\n\n", 1)[0] == body for p in alerted):
                 return
-            payload = {
-                "type": ALERT_TYPE,
-                "kind": "log-behind-unproven",
-                "log": {"location": self.location, "key": self.log_key.label},
-                "reason": reason,
-                # the larger checkpoint commits the log to a tree it no longer shows
-                "previous_checkpoint": previous,
-                "checkpoint": note,
-            }
+            payload = self._log_alert("log-behind-unproven", previous, note, reason)
             s.add(MonitorAlert(kind="log-behind-unproven", log_id=log_id, payload=json.dumps(payload)))
         result.alerts.append(payload)
 
