@@ -146,13 +146,13 @@ class Monitor:
                 self._unproven(log_id, previous, signed.note, str(exc), result)
                 self._check_pending(log_id, result.tree_size, result)
             else:
+                result.tree_size = max(cp.size, st.previous_size or 0)  # the tree the state stands on
                 if st.behind:
                     self.say(
                         f"log {cp.origin}: its checkpoint has size {cp.size}, older than the size "
                         f"{st.previous_size} seen before and consistent with it: nothing new"
                     )
-                result.tree_size = max(cp.size, st.previous_size or 0)  # the tree the state stands on
-                if not st.behind:
+                else:
                     self._read_new(log_id, st, result)
                 self._check_pending(log_id, result.tree_size, result)
         if forked is not None:
