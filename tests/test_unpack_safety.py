@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import lzma
+import random
 import signal
 import tarfile
 import zlib
@@ -242,3 +243,34 @@ def test_a_stream_that_starts_with_a_long_run_is_no_bomb() -> None:
     tree = open_data(gzip.compress(payload, mtime=0), "blob.bin")
     assert not [i for i in tree.issues if "ratio" in i.message]
     assert any(e.size == len(payload) for e in tree.entries())
+
+
+def _noise(size: int) -> bytes:
+    return random.Random(size).randbytes(size)  # noqa: S311 - test data that does not compress, the same in every run
+
+
+def test_what_each_chunk_yields_is_listed_in_the_order_of_the_chunks() -> None:
+    """The engine walks every chunk of a data before it decodes their payloads; the issues still come
+    in the order of the chunks: the first stream's payload (a cut xz stream) before the second stream."""
+    inner = lzma.compress(_noise(300 << 10), format=lzma.FORMAT_XZ)
+    second = lzma.compress(_noise(200 << 10), format=lzma.FORMAT_XZ)
+    data = gzip.compress(inner[: len(inner) // 2], mtime=0) + bytes(512) + second[: len(second) // 2]
+    tree = open_data(data, "two.bin")
+    truncated = [i.chain for i in tree.issues if "truncated stream" in i.message]
+    assert truncated == ["two.bin!gzip@0x0!xz@0x0", "two.bin!xz@0x25a6a"]
+
+
+def test_payloads_found_before_a_limit_stops_the_image_are_kept() -> None:
+    """A payload is decoded once every chunk of its data has been found; a limit reached while they
+    are found (a tar's member over the unpacked-bytes limit) leaves the payloads before it undecoded,
+    but listed."""
+    first = _noise(200 << 10)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("big.bin")
+        info.size = 2 << 20
+        tar.addfile(info, io.BytesIO(_noise(2 << 20)))
+    data = gzip.compress(first, mtime=0) + bytes(512) + buf.getvalue()
+    tree = open_data(data, "stop.bin", Limits(max_bytes=1 << 20))
+    assert "unpacked-bytes limit of 1048576 bytes reached" in _messages(tree)
+    assert tree.read("/@image/gzip@0x0/data") == first

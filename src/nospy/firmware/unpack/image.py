@@ -23,12 +23,12 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import yara_x
 
@@ -99,6 +99,68 @@ _KNOWN_TYPES = (
     b"wOFF",
     b"\x00asm",
 )
+
+
+class _Heads:
+    """The first `_HEAD` bytes of files of one filesystem (or why each could not be read), read ahead, in order.
+
+    Reading a file's first bytes decompresses its first block (or its fragment): the engine's reader
+    threads do that while its own thread walks and matches magics, since decompression releases the
+    GIL. The blocks stay in the filesystem's cache for whoever reads the file whole later (the
+    listing's hashes).
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, fs: Filesystem) -> None:
+        self._pool = pool
+        self._fs = fs
+        self._batch: list[object] = []
+        self._futures: list[Future[list[bytes | Exception]]] = []
+
+    def add(self, ref: object) -> None:
+        self._batch.append(ref)
+        if len(self._batch) == _BATCH:  # a few files per task: thousands of small files would otherwise
+            self.flush()  # cost more in task hand-over than in reading
+
+    def flush(self) -> None:
+        if self._batch:
+            self._futures.append(self._pool.submit(_read_heads, self._fs, self._batch))
+            self._batch = []
+
+    def __iter__(self) -> Iterator[bytes | Exception]:
+        for future in self._futures:
+            yield from future.result()  # waiting in the engine's thread, which the watchdog's alarm interrupts
+
+    def cancel(self) -> None:
+        """Heads not read yet are not read."""
+        for future in self._futures:
+            future.cancel()
+
+
+class _AlarmHeld:
+    """The watchdog's alarm held back while lists are rearranged: a time limit that struck half-way
+    through would lose or repeat entries. A pending alarm strikes on leaving."""
+
+    def __enter__(self) -> None:
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+
+    def __exit__(self, *exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+
+@dataclass(frozen=True, slots=True)
+class _Later:
+    """What `_Engine.scan` does of a chunk once every chunk of its data has been found."""
+
+    chunk: Chunk
+    chain: str
+    depth: int
+    nodes: list[tuple[str, Node, object]]  # its filesystem's entries, walked
+    heads: _Heads | None  # the first bytes of that filesystem's files, being read
+    marks: tuple[int, int, int]  # the engine's issues, mounts and blobs when the walk was done
+
+    def cancel(self) -> None:
+        if self.heads is not None:
+            self.heads.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,36 +250,97 @@ class _Engine:
         return None
 
     def scan(self, data: memoryview, chain: str, depth: int, base: int = 0) -> bool:
-        """Unpack every chunk in ``data``; True if one starts at offset 0 (``data`` is a wrapper, not a payload)."""
+        """Unpack every chunk in ``data``; True if one starts at offset 0 (``data`` is a wrapper, not a payload).
+
+        A chunk's filesystem is walked as soon as the chunk is found, and the reader threads start
+        on its files' first bytes; the rest of the chunk (its files that are images, its payloads)
+        waits until every chunk of ``data`` has been found. So a kernel is decoded in this thread
+        while the threads decompress the root filesystem that follows it. What each chunk yields is
+        still listed in the order of the chunks (see `_finish`).
+        """
         failures: dict[str, int] = {}
         searches: dict[str, tuple[int, int | None]] = {}  # see Context.searches
-        # most data starts with its container (an image, a file found to be one): tried before any
-        # search, which then starts after it (in a squashfs image, nothing is left to search)
-        pos = 0
-        found = None
-        if self.any_magic.match(data) is not None:
-            self.budget.check_time()
-            found = self._identify(data, 0, chain, base, failures=failures, searches=searches)
-            pos = self._unpack(found, chain, base, depth) if found is not None else 1
-        starts_at_zero = found is not None
-        # the data is searched one window at a time, from where the last chunk ended: a 30 MB squashfs
-        # found at the start of a window is not read through for magics, it is skipped
-        window = pos
-        while window < len(data):
-            self.budget.check_time()
-            hits, end = self._search(data, window)
-            for at in hits:
-                if at < pos:  # inside a chunk already unpacked, or tried
-                    continue
+        later: list[_Later] = []
+        try:
+            # most data starts with its container (an image, a file found to be one): tried before any
+            # search, which then starts after it (in a squashfs image, nothing is left to search)
+            pos = 0
+            found = None
+            if self.any_magic.match(data) is not None:
                 self.budget.check_time()
-                found = self._identify(data, at, chain, base, failures=failures, searches=searches)
-                if found is None or found[1].start < pos:  # nothing, or a chunk starting inside the previous one
-                    pos = at + 1
-                    continue
-                starts_at_zero |= found[1].start == 0  # a chunk found by a magic after its start (tar's)
-                pos = self._unpack(found, chain, base, depth)
-            window = max(end, pos)
+                found = self._identify(data, 0, chain, base, failures=failures, searches=searches)
+                pos = self._unpack(found, chain, base, depth, later) if found is not None else 1
+            starts_at_zero = found is not None
+            # the data is searched one window at a time, from where the last chunk ended: a 30 MB squashfs
+            # found at the start of a window is not read through for magics, it is skipped
+            window = pos
+            while window < len(data):
+                self.budget.check_time()
+                hits, end = self._search(data, window)
+                for at in hits:
+                    if at < pos:  # inside a chunk already unpacked, or tried
+                        continue
+                    self.budget.check_time()
+                    found = self._identify(data, at, chain, base, failures=failures, searches=searches)
+                    if found is None or found[1].start < pos:  # nothing, or a chunk starting inside the previous one
+                        pos = at + 1
+                        continue
+                    starts_at_zero |= found[1].start == 0  # a chunk found by a magic after its start (tar's)
+                    pos = self._unpack(found, chain, base, depth, later)
+                window = max(end, pos)
+        except BaseException:
+            self._finish(later, stopped=True)  # a limit was reached: what was found is kept
+            raise
+        self._finish(later)
         return starts_at_zero
+
+    def _finish(self, later: list[_Later], *, stopped: bool = False) -> None:
+        """Do, in order, the rest of each chunk of one data (``stopped``: a limit was reached, keep it as is).
+
+        What a chunk's rest yields goes where it would have gone had it been done when the chunk was
+        walked: what the following chunks added meanwhile (issues, filesystems) is set aside and put
+        back after it. Once a limit stops one rest, the payloads of the chunks after it are kept
+        undecoded (shown as data), like those of the chunks before it was reached.
+        """
+        if not later:
+            return
+        lists: tuple[list[Any], ...] = (self.issues, self.mounts, self.blobs)
+        first = later[0].marks
+        with _AlarmHeld():
+            tails = [lst[at:] for lst, at in zip(lists, first, strict=True)]
+            for lst, at in zip(lists, first, strict=True):
+                del lst[at:]
+        ends: list[tuple[int, ...]] = [part.marks for part in later[1:]]
+        ends.append(tuple(at + len(tail) for at, tail in zip(first, tails, strict=True)))
+
+        def put_back(k: int) -> None:  # what came after chunk k's walk, up to the next chunk's
+            for lst, tail, at, start, end in zip(lists, tails, first, later[k].marks, ends[k], strict=True):
+                lst.extend(tail[start - at : end - at])
+
+        done = 0
+        try:
+            for part in later:
+                if stopped:
+                    self._keep(part)
+                else:
+                    self._rest(part)
+                with _AlarmHeld():
+                    put_back(done)
+                    done += 1
+        finally:
+            with _AlarmHeld():
+                if done < len(later):  # a limit stopped chunk `done`'s rest half-way
+                    later[done].cancel()
+                    put_back(done)
+                for k in range(done + 1, len(later)):
+                    self._keep(later[k])
+                    put_back(k)
+
+    def _keep(self, part: _Later) -> None:
+        """A chunk's payloads, undecoded: what is left of a chunk whose rest a limit stopped."""
+        part.cancel()
+        for blob in part.chunk.blobs:
+            self.blobs.append((f"{part.chain}!{blob.name}" if blob.name else part.chain, blob.data))
 
     def _search(self, data: memoryview, start: int) -> tuple[list[int], int]:
         """Where a magic matches in ``start`` .. ``start + _WINDOW``, in order; and where that window ends.
@@ -249,24 +372,38 @@ class _Engine:
         offsets = {m.offset for rule in found.matching_rules for p in rule.patterns for m in p.matches}
         return sorted(start + h for h in offsets if start + h < end), end
 
-    def _unpack(self, found: tuple[Handler, Chunk], chain: str, base: int, depth: int) -> int:
-        """Expand an identified chunk; where it ends."""
+    def _unpack(self, found: tuple[Handler, Chunk], chain: str, base: int, depth: int, later: list[_Later]) -> int:
+        """Walk an identified chunk, its rest added to ``later``; where it ends."""
         handler, chunk = found
-        self._expand(handler, chunk, f"{chain}!{chunk.label or handler.NAME}@{base + chunk.start:#x}", depth)
+        cchain = f"{chain}!{chunk.label or handler.NAME}@{base + chunk.start:#x}"
+        nodes: list[tuple[str, Node, object]] = []
+        heads = None
+        if chunk.filesystem is not None:
+            heads = _Heads(self._readers(), chunk.filesystem)
+            self._walk(chunk.filesystem, cchain, nodes, heads)
+            self.mounts.append(_Mount(cchain, chunk.filesystem, handler.FILESYSTEM, nodes))
+        later.append(_Later(chunk, cchain, depth, nodes, heads, (len(self.issues), len(self.mounts), len(self.blobs))))
         return chunk.end
 
-    def _expand(self, handler: Handler, chunk: Chunk, chain: str, depth: int) -> None:
-        if chunk.filesystem is not None:
-            ctx = Context(self.budget, chain, self.issues)
-            nodes: list[tuple[str, Node, object]] = []
-            try:
-                nodes.extend(chunk.filesystem.walk(ctx))
-            except LimitError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep what was walked before the parser failed
-                self.issue(chain, None, f"walk stopped: {type(exc).__name__}: {exc}")
-            self.mounts.append(_Mount(chain, chunk.filesystem, handler.FILESYSTEM, nodes))
-            self._nested_files(chunk.filesystem, nodes, chain, depth)
+    def _walk(self, fs: Filesystem, chain: str, nodes: list[tuple[str, Node, object]], heads: _Heads) -> None:
+        """Every entry of ``fs`` into ``nodes``; the first bytes of files that may be images are read meanwhile."""
+        try:
+            for path, node, ref in fs.walk(Context(self.budget, chain, self.issues)):
+                nodes.append((path, node, ref))
+                if node.type is EntryType.FILE and node.size >= _MIN_NESTED and not _named_nested(path):
+                    heads.add(ref)
+        except LimitError:
+            heads.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep what was walked before the parser failed
+            self.issue(chain, None, f"walk stopped: {type(exc).__name__}: {exc}")
+        heads.flush()
+
+    def _rest(self, part: _Later) -> None:
+        """What `_unpack` left of a chunk: its filesystem's files that are images, then its payloads."""
+        chunk, chain, depth = part.chunk, part.chain, part.depth
+        if chunk.filesystem is not None and part.heads is not None:
+            self._nested_files(chunk.filesystem, part.nodes, chain, depth, part.heads)
         for blob in chunk.blobs:
             bchain = f"{chain}!{blob.name}" if blob.name else chain
             if depth + 1 > self.budget.limits.max_depth:
@@ -276,24 +413,29 @@ class _Engine:
             if not self.scan(blob.data, bchain, depth + 1, blob.offset):
                 self.blobs.append((bchain, blob.data))
 
-    def _nested_files(self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int) -> None:
+    def _nested_files(
+        self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int, heads: _Heads
+    ) -> None:
         """Unpack the files of a filesystem that are images or archives themselves.
 
         A file is unpacked when its name says it is one (``rootfs.sqfs``, ``initramfs.cpio.gz``), when
         a handler's magic matches at its start whatever its name (a squashfs kept as ``data.dat``), or
         when it looks like a firmware blob (under a firmware folder, or large and of no known type): then
-        it is searched at every offset. Only the first `_HEAD` bytes of other files are read: programs
-        and text are never read to their end here. What is found only by content is kept when a
-        filesystem or archive is inside; a mere compressed stream (the gzip'd documentation of a Debian
-        root filesystem) is not added to the tree.
+        it is searched at every offset. Only the first `_HEAD` bytes of other files are read (``heads``,
+        read during the walk): programs and text are never read to their end here. What is found
+        only by content is kept when a filesystem or archive is inside; a mere compressed stream (the
+        gzip'd documentation of a Debian root filesystem) is not added to the tree.
         """
         files = [(p, n, r) for p, n, r in nodes if n.type is EntryType.FILE and n.size >= _MIN_NESTED]
-        named = [_NESTED_NAME.search(posixpath.basename(p)) is not None for p, _, _ in files]
-        heads = self._heads(fs, [r for (_, _, r), by_name in zip(files, named, strict=True) if not by_name])
+        read = iter(heads)
         try:
-            for (path, node, ref), by_name in zip(files, named, strict=True):
-                if not by_name and not self._sniff(path, node, next(heads)):
-                    continue
+            for path, node, ref in files:
+                by_name = _named_nested(path)
+                if not by_name:
+                    head = next(read)
+                    self.budget.check_time()
+                    if not self._sniff(path, node, head):
+                        continue
                 fchain = f"{chain}!{path}"
                 if depth + 1 > self.budget.limits.max_depth:
                     limit = self.budget.limits.max_depth
@@ -313,28 +455,12 @@ class _Engine:
                 if not by_name and len(self.mounts) == mounts:
                     del self.blobs[blobs:]
         finally:
-            heads.close()
+            heads.cancel()
 
-    def _heads(self, fs: Filesystem, refs: list[object]) -> Generator[bytes | Exception, None, None]:
-        """The first `_HEAD` bytes of each file (or why it could not be read), in order, read ahead.
-
-        Reading a file's first bytes decompresses its first block (or its fragment): a few threads
-        do that while this one matches magics, since decompression releases the GIL. The blocks stay
-        in the filesystem's cache for whoever reads the file whole later (the listing's hashes).
-        """
+    def _readers(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(_READ_THREADS, os.cpu_count() or 1))
-        # a few files per task: thousands of small files would otherwise cost more in task hand-over
-        futures = [self._pool.submit(_read_heads, fs, refs[i : i + _BATCH]) for i in range(0, len(refs), _BATCH)]
-        try:
-            for future in futures:
-                # waiting in this thread, which the watchdog's alarm interrupts
-                for head in future.result():
-                    self.budget.check_time()
-                    yield head
-        finally:
-            for future in futures:
-                future.cancel()
+        return self._pool
 
     def close(self) -> None:
         """Stop the reader threads; heads not read yet are not read."""
@@ -400,6 +526,10 @@ def _yara_regex(pattern: bytes) -> str:
         else:
             out.append(f"\\x{byte:02x}")
     return "".join(out)
+
+
+def _named_nested(path: str) -> bool:
+    return _NESTED_NAME.search(posixpath.basename(path)) is not None
 
 
 def _read_heads(fs: Filesystem, refs: list[object]) -> list[bytes | Exception]:
