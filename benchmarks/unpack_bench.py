@@ -18,6 +18,7 @@ unblob, within 2x of unsquashfs, below 1 GiB. Needs root for apt-get (armhf pack
 from __future__ import annotations
 
 import argparse
+import compileall
 import lzma
 import os
 import shutil
@@ -172,6 +173,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
 
     image, squash = firmware(work)
+    # nospy as pip installs it, byte-compiled: an editable install's sources are compiled on every
+    # run where PYTHONDONTWRITEBYTECODE is set, 0.2 s that no installed copy pays (dev.sh does this too)
+    import nospy  # noqa: PLC0415 - only to find the package
+
+    compileall.compile_dir(Path(nospy.__file__).parent, quiet=1)
     unblob = None if args.skip_unblob else unblob_venv(work)
     nospy = Path(sys.executable).parent / "nospy"
     files = sum(1 for _ in rootfs(work).rglob("*"))
