@@ -16,6 +16,7 @@ the speed is not bought with different answers.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -138,6 +139,9 @@ def main() -> int:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="nospy-fleet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # nospy as pip installs it, byte-compiled (as dev.sh does for its editable install): otherwise every
+    # process of (a) and every Ray worker compiles nospy's modules again where PYTHONDONTWRITEBYTECODE is set
+    compileall.compile_dir(Path(build_example.__code__.co_filename).parents[1], quiet=1)
     started = time.perf_counter()
     images = build_releases(work, args.releases)
     paths = sorted(images.iterdir())
