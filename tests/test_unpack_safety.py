@@ -257,7 +257,8 @@ def test_what_each_chunk_yields_is_listed_in_the_order_of_the_chunks() -> None:
     data = gzip.compress(inner[: len(inner) // 2], mtime=0) + bytes(512) + second[: len(second) // 2]
     tree = open_data(data, "two.bin")
     truncated = [i.chain for i in tree.issues if "truncated stream" in i.message]
-    assert truncated == ["two.bin!gzip@0x0!xz@0x0", "two.bin!xz@0x25a6a"]
+    second_at = len(gzip.compress(inner[: len(inner) // 2], mtime=0)) + 512
+    assert truncated == ["two.bin!gzip@0x0!xz@0x0", f"two.bin!xz@{second_at:#x}"]
 
 
 def test_payloads_found_before_a_limit_stops_the_image_are_kept() -> None:
@@ -274,3 +275,74 @@ def test_payloads_found_before_a_limit_stops_the_image_are_kept() -> None:
     tree = open_data(data, "stop.bin", Limits(max_bytes=1 << 20))
     assert "unpacked-bytes limit of 1048576 bytes reached" in _messages(tree)
     assert tree.read("/@image/gzip@0x0/data") == first
+
+
+def test_a_time_limit_striking_anywhere_loses_and_repeats_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog's alarm raises wherever the engine is. Struck at every few lines it runs (a gzip'd
+    payload, a tar, a gzip'd tar.gz: chunks whose rest is done later), the image still opens and
+    lists nothing twice: no issue, no filesystem, no payload."""
+    import sys
+    from types import FrameType
+    from typing import Any
+
+    from nospy.firmware.unpack import image as engine_module
+    from nospy.firmware.unpack.limits import LimitError
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("etc/passwd", "bin/busybox", "etc/inittab"):
+            content = _noise(5000 + len(name))
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    tar_gz = gzip.compress(buf.getvalue(), mtime=0)
+    data = gzip.compress(_noise(100_000), mtime=0) + bytes(512) + buf.getvalue() + bytes(512) + gzip.compress(tar_gz)
+    package = str(Path(engine_module.__file__).parent)
+    scan = engine_module._Engine.scan
+    armed = [False]
+
+    def armed_scan(self: Any, *args: Any, **kwargs: Any) -> bool:  # the alarm is armed while the image is read
+        top = not armed[0]
+        armed[0] = True
+        try:
+            return scan(self, *args, **kwargs)
+        finally:
+            armed[0] = armed[0] and not top
+
+    monkeypatch.setattr(engine_module._Engine, "scan", armed_scan)
+    mounted: list[str] = []
+    mount = engine_module.ImageTree._mount
+
+    def counted_mount(self: Any, at: str, chain: str, *args: Any) -> None:
+        mounted.append(chain)
+        mount(self, at, chain, *args)
+
+    monkeypatch.setattr(engine_module.ImageTree, "_mount", counted_mount)
+    struck = 0
+    for strike in range(1, 100_000):
+        lines = [0]
+
+        def local(frame: FrameType, event: str, arg: object, lines: list[int] = lines, strike: int = strike) -> Any:
+            if event == "line" and armed[0]:
+                lines[0] += 1
+                if lines[0] == strike:
+                    raise LimitError("time limit of 1 s reached")
+            return local
+
+        def tracer(frame: FrameType, event: str, arg: object, local: Any = local) -> Any:
+            return local if armed[0] and frame.f_code.co_filename.startswith(package) else None
+
+        mounted.clear()
+        sys.settrace(tracer)
+        try:
+            tree = open_data(data, "x.bin")
+        finally:
+            sys.settrace(None)
+        if lines[0] < strike:
+            break  # the whole image was read before this strike
+        struck += 1
+        assert "time limit of 1 s reached" in _messages(tree)
+        assert len({id(i) for i in tree.issues}) == len(tree.issues)
+        assert "a second entry with this path" not in _messages(tree)
+        assert len(set(mounted)) == len(mounted), strike
+    assert struck > 50

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 import yara_x
 
@@ -131,20 +131,62 @@ class _Heads:
             yield from future.result()  # waiting in the engine's thread, which the watchdog's alarm interrupts
 
     def cancel(self) -> None:
-        """Heads not read yet are not read."""
+        """Heads not read yet are not read; those read are let go."""
         for future in self._futures:
             future.cancel()
+        self._futures = []
 
 
-class _AlarmHeld:
-    """The watchdog's alarm held back while lists are rearranged: a time limit that struck half-way
-    through would lose or repeat entries. A pending alarm strikes on leaving."""
+class _Out:
+    """What the engine finds, in order: issues, filesystems, payloads.
 
-    def __enter__(self) -> None:
-        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    Where the rest of a chunk is to go (see `_Engine.scan`), each list holds that rest's own `_Out`,
+    filled later: the three lists are read flat (`flat`) in the order the engine would have found
+    things had it done each chunk whole at once.
+    """
 
-    def __exit__(self, *exc: object) -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+    __slots__ = ("blobs", "issues", "mounts")
+
+    def __init__(self) -> None:
+        self.issues: list[TreeIssue | _Out] = []
+        self.mounts: list[_Mount | _Out] = []
+        self.blobs: list[tuple[str, memoryview] | _Out] = []
+
+    def reserve(self) -> _Out:
+        """A place, after everything so far, for what is found later."""
+        later = _Out()
+        self.issues.append(later)
+        self.mounts.append(later)
+        self.blobs.append(later)
+        return later
+
+    def flat(self) -> tuple[list[TreeIssue], list[_Mount], list[tuple[str, memoryview]]]:
+        issues: list[TreeIssue] = []
+        mounts: list[_Mount] = []
+        blobs: list[tuple[str, memoryview]] = []
+        self._flatten(issues, mounts, blobs)
+        return issues, mounts, blobs
+
+    def _flatten(self, issues: list[TreeIssue], mounts: list[_Mount], blobs: list[tuple[str, memoryview]]) -> None:
+        for issue in self.issues:
+            if isinstance(issue, _Out):
+                issue._flatten(issues, [], [])
+            else:
+                issues.append(issue)
+        for mount in self.mounts:
+            if isinstance(mount, _Out):
+                mount._flatten([], mounts, [])
+            else:
+                mounts.append(mount)
+        for blob in self.blobs:
+            if isinstance(blob, _Out):
+                blob._flatten([], [], blobs)
+            else:
+                blobs.append(blob)
+
+    @staticmethod
+    def any_mount(mounts: list[_Mount | _Out]) -> bool:
+        return any(not isinstance(m, _Out) or _Out.any_mount(m.mounts) for m in mounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +198,7 @@ class _Later:
     depth: int
     nodes: list[tuple[str, Node, object]]  # its filesystem's entries, walked
     heads: _Heads | None  # the first bytes of that filesystem's files, being read
-    marks: tuple[int, int, int]  # the engine's issues, mounts and blobs when the walk was done
+    out: _Out  # where what the rest finds goes
 
     def cancel(self) -> None:
         if self.heads is not None:
@@ -203,12 +245,11 @@ class _Engine:
         self._pool: ThreadPoolExecutor | None = None
         self.budget = Budget(limits)
         self.name = name
-        self.issues: list[TreeIssue] = []
-        self.mounts: list[_Mount] = []
-        self.blobs: list[tuple[str, memoryview]] = []
+        self.found = _Out()  # what the engine finds in the image
+        self.out = self.found  # where it goes now: there, or in a chunk's rest's place (see `_finish`)
 
     def issue(self, chain: str, offset: int | None, message: str) -> None:
-        self.issues.append(TreeIssue(chain, offset, message))
+        self.out.issues.append(TreeIssue(chain, offset, message))
 
     def _failed(self, failures: dict[str, int], handler: Handler, chain: str, offset: int, message: str) -> None:
         failures[handler.NAME] = failures.get(handler.NAME, 0) + 1
@@ -230,7 +271,7 @@ class _Engine:
             off = at - handler.OFFSET
             if off < 0 or failures.get(handler.NAME, 0) >= _MAX_FAILURES or not pattern.match(data, at):
                 continue
-            ctx = Context(self.budget, f"{chain}!{handler.NAME}@{base + off:#x}", self.issues, searches)
+            ctx = Context(self.budget, f"{chain}!{handler.NAME}@{base + off:#x}", self._issues(), searches)
             try:
                 chunk = handler.identify(data, off, ctx)
             except LimitError:
@@ -297,50 +338,37 @@ class _Engine:
     def _finish(self, later: list[_Later], *, stopped: bool = False) -> None:
         """Do, in order, the rest of each chunk of one data (``stopped``: a limit was reached, keep it as is).
 
-        What a chunk's rest yields goes where it would have gone had it been done when the chunk was
-        walked: what the following chunks added meanwhile (issues, filesystems) is set aside and put
-        back after it. Once a limit stops one rest, the payloads of the chunks after it are kept
-        undecoded (shown as data), like those of the chunks before it was reached.
+        What a chunk's rest finds goes to the place kept for it after its walk (`_Later.out`), so the
+        image's issues, filesystems and payloads come in the order of its chunks. Once a limit stops
+        one rest, the payloads of the chunks after it are kept undecoded (shown as data), like those of
+        the chunks before it was reached.
         """
-        if not later:
-            return
-        lists: tuple[list[Any], ...] = (self.issues, self.mounts, self.blobs)
-        first = later[0].marks
-        with _AlarmHeld():
-            tails = [lst[at:] for lst, at in zip(lists, first, strict=True)]
-            for lst, at in zip(lists, first, strict=True):
-                del lst[at:]
-        ends: list[tuple[int, ...]] = [part.marks for part in later[1:]]
-        ends.append(tuple(at + len(tail) for at, tail in zip(first, tails, strict=True)))
+        for k, part in enumerate(later):
+            if stopped:
+                self._keep(part)
+                continue
+            outer = self.out
+            try:
+                self.out = part.out
+                self._rest(part)
+            except BaseException:
+                for rest in later[k + 1 :]:
+                    self._keep(rest)
+                raise
+            finally:
+                self.out = outer
+                part.cancel()
 
-        def put_back(k: int) -> None:  # what came after chunk k's walk, up to the next chunk's
-            for lst, tail, at, start, end in zip(lists, tails, first, later[k].marks, ends[k], strict=True):
-                lst.extend(tail[start - at : end - at])
-
-        done = 0
-        try:
-            for part in later:
-                if stopped:
-                    self._keep(part)
-                else:
-                    self._rest(part)
-                with _AlarmHeld():
-                    put_back(done)
-                    done += 1
-        finally:
-            with _AlarmHeld():
-                if done < len(later):  # a limit stopped chunk `done`'s rest half-way
-                    later[done].cancel()
-                    put_back(done)
-                for k in range(done + 1, len(later)):
-                    self._keep(later[k])
-                    put_back(k)
-
-    def _keep(self, part: _Later) -> None:
+    @staticmethod
+    def _keep(part: _Later) -> None:
         """A chunk's payloads, undecoded: what is left of a chunk whose rest a limit stopped."""
         part.cancel()
         for blob in part.chunk.blobs:
-            self.blobs.append((f"{part.chain}!{blob.name}" if blob.name else part.chain, blob.data))
+            part.out.blobs.append((f"{part.chain}!{blob.name}" if blob.name else part.chain, blob.data))
+
+    def _issues(self) -> list[TreeIssue]:
+        """The list a handler adds its issues to (it holds places for later finds too, which handlers never see)."""
+        return cast(list[TreeIssue], self.out.issues)
 
     def _search(self, data: memoryview, start: int) -> tuple[list[int], int]:
         """Where a magic matches in ``start`` .. ``start + _WINDOW``, in order; and where that window ends.
@@ -381,14 +409,14 @@ class _Engine:
         if chunk.filesystem is not None:
             heads = _Heads(self._readers(), chunk.filesystem)
             self._walk(chunk.filesystem, cchain, nodes, heads)
-            self.mounts.append(_Mount(cchain, chunk.filesystem, handler.FILESYSTEM, nodes))
-        later.append(_Later(chunk, cchain, depth, nodes, heads, (len(self.issues), len(self.mounts), len(self.blobs))))
+            self.out.mounts.append(_Mount(cchain, chunk.filesystem, handler.FILESYSTEM, nodes))
+        later.append(_Later(chunk, cchain, depth, nodes, heads, self.out.reserve()))
         return chunk.end
 
     def _walk(self, fs: Filesystem, chain: str, nodes: list[tuple[str, Node, object]], heads: _Heads) -> None:
         """Every entry of ``fs`` into ``nodes``; the first bytes of files that may be images are read meanwhile."""
         try:
-            for path, node, ref in fs.walk(Context(self.budget, chain, self.issues)):
+            for path, node, ref in fs.walk(Context(self.budget, chain, self._issues())):
                 nodes.append((path, node, ref))
                 if node.type is EntryType.FILE and node.size >= _MIN_NESTED and not _named_nested(path):
                     heads.add(ref)
@@ -408,10 +436,10 @@ class _Engine:
             bchain = f"{chain}!{blob.name}" if blob.name else chain
             if depth + 1 > self.budget.limits.max_depth:
                 self.issue(bchain, None, f"nesting depth limit of {self.budget.limits.max_depth} reached: not unpacked")
-                self.blobs.append((bchain, blob.data))
+                self.out.blobs.append((bchain, blob.data))
                 continue
             if not self.scan(blob.data, bchain, depth + 1, blob.offset):
-                self.blobs.append((bchain, blob.data))
+                self.out.blobs.append((bchain, blob.data))
 
     def _nested_files(
         self, fs: Filesystem, nodes: list[tuple[str, Node, object]], chain: str, depth: int, heads: _Heads
@@ -450,10 +478,10 @@ class _Engine:
                 except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, the walk goes on
                     self.issue(fchain, None, f"unreadable: {type(exc).__name__}: {exc}")
                     continue
-                mounts, blobs = len(self.mounts), len(self.blobs)
+                mounts, blobs = len(self.out.mounts), len(self.out.blobs)
                 self.scan(memoryview(data), fchain, depth + 1)
-                if not by_name and len(self.mounts) == mounts:
-                    del self.blobs[blobs:]
+                if not by_name and not _Out.any_mount(self.out.mounts[mounts:]):
+                    del self.out.blobs[blobs:]
         finally:
             heads.cancel()
 
@@ -722,31 +750,33 @@ def open_data(
             engine.scan(view, name, 1)
     except LimitError as exc:
         stopped = True
+        engine.out = engine.found  # the alarm may strike anywhere, even as the engine changes places
         engine.issue(name, None, f"{exc}: the rest of the image was not unpacked")
     finally:
         engine.close()
-    if not engine.mounts and not engine.blobs:
+    issues, mounts, blobs = engine.found.flat()
+    if not mounts and not blobs:
         found = "nothing unpacked within the limits" if stopped else "no known container or filesystem found"
-        engine.issue(name, None, f"{found}: the image is shown as one file")
-        engine.blobs.append((f"{name}!raw@0x0", view))
+        issues.append(TreeIssue(name, None, f"{found}: the image is shown as one file"))
+        blobs.append((f"{name}!raw@0x0", view))
 
-    rootable = [m for m in engine.mounts if m.rootable]
+    rootable = [m for m in mounts if m.rootable]
     scored = sorted(rootable, key=lambda m: (_score(m), len(m.nodes)), reverse=True)
     root: _Mount | None = None
     if scored and _score(scored[0]) >= _MIN_ROOT_SCORE:
         root = scored[0]
-    elif len(engine.mounts) == 1 and not engine.blobs and engine.mounts[0].rootable:
-        root = engine.mounts[0]  # a lone filesystem or archive is its own root
+    elif len(mounts) == 1 and not blobs and mounts[0].rootable:
+        root = mounts[0]  # a lone filesystem or archive is its own root
     # the unpacker's own entries first: a root filesystem that names a path under /@image itself
     # (to pass its file off as the kernel, say) gets an issue, not the place
-    for mount in engine.mounts:
+    for mount in mounts:
         if mount is not root:
             tree._mount(_chain_path(mount.chain), mount.chain, mount.fs, mount.nodes)
-    for chain, blob in engine.blobs:
+    for chain, blob in blobs:
         fs = _DataFile(blob)
         tree._mount(posixpath.join(_chain_path(chain), "data"), chain, fs, [("/", fs.root()[0], None)])
     if root is not None:
         tree._mount("/", root.chain, root.fs, root.nodes)
         tree.root_chain = root.chain
-    tree.issues.extend(engine.issues)
+    tree.issues.extend(issues)
     return tree
