@@ -346,3 +346,26 @@ def test_a_time_limit_striking_anywhere_loses_and_repeats_nothing(monkeypatch: p
         assert "a second entry with this path" not in _messages(tree)
         assert len(set(mounted)) == len(mounted), strike
     assert struck > 50
+
+
+def test_a_stream_stopped_by_a_limit_leaves_its_bytes_to_the_rest_of_the_image() -> None:
+    """A tar holding a root filesystem as ``boot/rootfs.tar.gz``, then a stream that decodes past the
+    unpacked-bytes limit: the stream's output is dropped, and the root filesystem is still unpacked,
+    whichever the engine does first."""
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tar:
+        for name, content in (("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"), ("bin/busybox", _noise(3000))):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    outer = io.BytesIO()
+    with tarfile.open(fileobj=outer, mode="w") as tar:
+        rootfs = gzip.compress(inner.getvalue(), mtime=0)
+        info = tarfile.TarInfo("boot/rootfs.tar.gz")
+        info.size = len(rootfs)
+        tar.addfile(info, io.BytesIO(rootfs))
+    data = outer.getvalue() + bytes(512) + gzip.compress(_noise(2 << 20), mtime=0)
+    tree = open_data(data, "fw.bin", Limits(max_bytes=1 << 20))
+    assert "unpacked-bytes limit of 1048576 bytes reached" in _messages(tree)
+    assert tree.root_chain is not None
+    assert tree.root_chain.endswith("!/boot/rootfs.tar.gz!gzip@0x0!tar@0x0")

@@ -189,7 +189,7 @@ class _Out:
         return any(not isinstance(m, _Out) or _Out.any_mount(m.mounts) for m in mounts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Later:
     """What `_Engine.scan` does of a chunk once every chunk of its data has been found."""
 
@@ -199,6 +199,7 @@ class _Later:
     nodes: list[tuple[str, Node, object]]  # its filesystem's entries, walked
     heads: _Heads | None  # the first bytes of that filesystem's files, being read
     out: _Out  # where what the rest finds goes
+    begun: bool = False  # its rest was begun, or its payloads kept
 
     def cancel(self) -> None:
         if self.heads is not None:
@@ -343,25 +344,29 @@ class _Engine:
         one rest, the payloads of the chunks after it are kept undecoded (shown as data), like those of
         the chunks before it was reached.
         """
-        for k, part in enumerate(later):
-            if stopped:
-                self._keep(part)
-                continue
-            outer = self.out
-            try:
-                self.out = part.out
-                self._rest(part)
-            except BaseException:
-                for rest in later[k + 1 :]:
-                    self._keep(rest)
-                raise
-            finally:
-                self.out = outer
-                part.cancel()
+        try:
+            for part in later:
+                if stopped:
+                    self._keep(part)
+                    continue
+                outer = self.out
+                try:
+                    part.begun = True
+                    self.out = part.out
+                    self._rest(part)
+                finally:
+                    self.out = outer
+                    part.cancel()
+        except BaseException:
+            for part in later:  # wherever the limit struck, even before the first rest began
+                if not part.begun:
+                    self._keep(part)
+            raise
 
     @staticmethod
     def _keep(part: _Later) -> None:
         """A chunk's payloads, undecoded: what is left of a chunk whose rest a limit stopped."""
+        part.begun = True
         part.cancel()
         for blob in part.chunk.blobs:
             part.out.blobs.append((f"{part.chain}!{blob.name}" if blob.name else part.chain, blob.data))

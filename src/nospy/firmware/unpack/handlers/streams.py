@@ -102,11 +102,14 @@ class _StreamHandler(Handler):
         raise NotImplementedError
 
     def identify(self, data: memoryview, offset: int, ctx: Context) -> Chunk | None:
+        used = ctx.budget.used
         try:
             out, end, problem = decode_stream(data, offset, ctx, self.decoder())
         except FormatError:
             return None  # a magic inside other data, not a stream
         except LimitError as exc:
+            # what was decoded is dropped and holds no memory: the rest of the image may use it
+            ctx.budget.used = used
             raise FormatError(str(exc)) from exc
         if len(out) < self.MIN_OUT:
             return None
