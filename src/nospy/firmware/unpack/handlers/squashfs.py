@@ -15,6 +15,7 @@ Limitations: squashfs 2.x and 3.x (and 4.0 big-endian) are listed through Debian
 from __future__ import annotations
 
 import hashlib
+import io
 import lzma
 import stat
 import struct
@@ -72,6 +73,7 @@ _LE_MAGICS = (b"hsqs", b"shsq", b"hsqt")
 _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
+_NO_FRAGMENT = c_squashfs.SQUASHFS_INVALID_FRAG  # a file without a tail in a fragment block
 _XZ_ID = 4
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
 _KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
@@ -330,6 +332,14 @@ class _Fs(Filesystem):
         return [(child.name, self._node(child), child) for child in _children(self.fs, ref)]
 
     def open_file(self, ref: object) -> BinaryIO:
+        inode: Any = ref
+        size: int = inode.size
+        fragment: int = inode.header.fragment
+        if 0 < size < self.fs.block_size and fragment != _NO_FRAGMENT:
+            # the whole file is a tail in a fragment block (most files of a root filesystem): read at
+            # once from the shared block cache, without dissect's stream objects (about 60 us a file,
+            # opened once for its magic and once for its hash)
+            return io.BytesIO(self.fs._read_fragment(fragment, inode.header.offset, size))
         return _FileStream(ref)
 
     def storage_key(self, ref: object) -> str | None:
