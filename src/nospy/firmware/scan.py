@@ -23,7 +23,7 @@ from nospy.firmware.geo import CountryLookup
 from nospy.firmware.tree import DirectoryTree, FileTree
 from nospy.verify import Progress, SourceResult, check, verdicts
 
-__all__ = ["DETECTORS", "FirmwareSource", "ScanResult", "open_tree", "scan_report", "scan_tree"]
+__all__ = ["DETECTORS", "FirmwareSource", "ScanResult", "image_sha256", "open_tree", "scan_report", "scan_tree"]
 
 DETECTORS: tuple[Detector, ...] = (
     accounts.DETECTOR,
@@ -57,7 +57,8 @@ def open_tree(path: Path) -> FileTree:
     return open_image(path)
 
 
-def _sha256(path: Path) -> str | None:
+def image_sha256(path: Path) -> str | None:
+    """The SHA-256 of the image file at ``path``; ``None`` for a folder."""
     if not path.is_file():
         return None
     h = hashlib.sha256()
@@ -187,7 +188,7 @@ class FirmwareSource:
             tree, agreement, rules_dirs=self.rules_dirs, geo=self.geo, progress=progress, cache=self.cache
         )
         return SourceResult(
-            source=Source(kind="firmware", path=str(self.path), sha256=self.sha256 or _sha256(self.path)),
+            source=Source(kind="firmware", path=str(self.path), sha256=self.sha256 or image_sha256(self.path)),
             checked=self.last.checked,
             findings=self.last.findings,
             errors=self.last.errors,
@@ -215,17 +216,19 @@ def scan_report(
     progress: Progress = lambda _: None,
     *,
     cache: ContentCache | None = None,
+    sha256: str | None = None,
 ) -> Report:
     """``nospy scan``: one image; verdicts per clause of ``agreement``, or of the implied backdoor clause.
 
     With a ``cache``, an image already scanned the same way (same bytes, path, agreement, rules and
     analysis versions) gets its stored report back, and a new one reuses the results of every file
     content analysed before. A geolocation table is not part of the report's key, so a scan with
-    ``geo`` always runs (its files' results still come from the cache).
+    ``geo`` always runs (its files' results still come from the cache). ``sha256``: the image's digest,
+    when the caller has computed it already (a fleet scan hashes the next image while it scans one).
     """
     if rules_dirs:
         backdoors.compile_rules(tuple(rules_dirs))  # bad rules are bad usage (exit 2), before any scanning
-    target = Target(path=str(path), sha256=_sha256(path))
+    target = Target(path=str(path), sha256=sha256 or image_sha256(path))
     report_key = None
     if cache is not None and geo is None and target.sha256 is not None:
         report_key = (target.sha256, "report", _report_version(path, agreement, rules_dirs))

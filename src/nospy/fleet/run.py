@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +81,18 @@ def _failed(path: str, message: str) -> ImageResult:
     return ImageResult(path=path, status="error", errors=[error])
 
 
-def scan_one(path: str, agreement: Agreement | None, cache_url: str | None) -> ImageResult:
-    """Scan one image (in a Ray worker): its summary, or an error entry when it cannot be scanned."""
+def scan_one(path: str, agreement: Agreement | None, cache_url: str | None, sha256: str | None = None) -> ImageResult:
+    """Scan one image (in a Ray worker): its summary, or an error entry when it cannot be scanned.
+
+    ``sha256``: the image's digest, computed ahead by the driver (see `scan_fleet`).
+    """
     from nospy.firmware.scan import scan_report  # noqa: PLC0415 - loaded in the worker, not the CLI
 
     image = Path(path)
     try:
         cache = _cache(cache_url) if cache_url is not None else None
         served = cache.reports_served if cache is not None else 0
-        report = scan_report(image, agreement, cache=cache)
+        report = scan_report(image, agreement, cache=cache, sha256=sha256)
     except NospyError as exc:
         return _failed(path, str(exc))
     except Exception as exc:  # noqa: BLE001 - one image the scanner chokes on must not stop the fleet
@@ -103,6 +107,16 @@ def scan_one(path: str, agreement: Agreement | None, cache_url: str | None) -> I
         errors=report.errors,
         cached_report=cache is not None and cache.reports_served > served,
     )
+
+
+def _hash(image: Path) -> str | None:
+    """The image's SHA-256, or ``None`` (it is then hashed again by the scan, which reports the error)."""
+    from nospy.firmware.scan import image_sha256  # noqa: PLC0415 - loaded with the scanning stack
+
+    try:
+        return image_sha256(image)
+    except Exception:  # noqa: BLE001 - only a head start: the scan hashes it again and reports what is wrong
+        return None
 
 
 def warm(cache_url: str | None) -> int:
@@ -371,6 +385,8 @@ def scan_fleet(
                 result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
             done(i, result)
 
+    ahead: dict[int, Future[str | None]] = {}
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-ahead")
     left = False
     try:
         if cache_url is not None:
@@ -396,8 +412,12 @@ def scan_fleet(
                 collect(ready)
             if todo:
                 i = todo.popleft()
+                digest = ahead.pop(i, None)
+                if todo:  # the next image is hashed in a thread (hashing lets go of the GIL) during this one
+                    ahead[todo[0]] = hasher.submit(_hash, images[todo[0]])
                 with paced:
-                    done(i, scan_one(str(images[i].resolve()), agreement, cache_url))
+                    known = digest.result() if digest is not None else None
+                    done(i, scan_one(str(images[i].resolve()), agreement, cache_url, known))
         left = leave_ray is not None and starting.abandon()
         if not left:
             starting.wait()
@@ -405,6 +425,7 @@ def scan_fleet(
         starting.stop(quiet=True)  # the error on the way out is the one to see
         raise
     finally:
+        hasher.shutdown(wait=False, cancel_futures=True)
         for url in [u for u in _CACHES if u == cache_url]:
             _CACHES.pop(url).close()  # the driver's connections, closed before the process ends
     if not left:
