@@ -263,3 +263,22 @@ def test_pace_tells_when_the_driver_alone_ends_before_a_local_ray_stops() -> Non
     assert pace.alone(int(_RAY_STOP_SECONDS / 0.2))
     assert not pace.alone(int(_RAY_STOP_SECONDS / 0.2) + 1)
     assert pace.alone(0)
+
+
+def test_a_digest_taken_ahead_is_used_only_for_the_file_it_was_taken_of(tmp_path: Path) -> None:
+    """The driver hashes the next image while it scans one; an image replaced meanwhile (a release
+    synced in) is hashed again, or its report would be cached under the replaced content's digest."""
+    import hashlib
+
+    from nospy.fleet.run import _hash, _unchanged
+
+    image = tmp_path / "rx200-3.2.1.sqsh"
+    image.write_bytes(b"release 3.2.1" * 1000)
+    ahead = _hash(image)
+    assert ahead is not None
+    assert _unchanged(image, ahead) == hashlib.sha256(image.read_bytes()).hexdigest()
+    replacement = tmp_path / "new.sqsh"
+    replacement.write_bytes(b"release 3.2.2" * 1000)  # the same size
+    replacement.replace(image)
+    assert _unchanged(image, ahead) is None
+    assert _hash(tmp_path / "missing.sqsh") is None

@@ -109,13 +109,32 @@ def scan_one(path: str, agreement: Agreement | None, cache_url: str | None, sha2
     )
 
 
-def _hash(image: Path) -> str | None:
-    """The image's SHA-256, or ``None`` (it is then hashed again by the scan, which reports the error)."""
+def _hash(image: Path) -> tuple[str, tuple[int, ...]] | None:
+    """The image's SHA-256 and what its file was when hashed (see `_unchanged`), or ``None`` (the scan
+    then hashes it again and reports what is wrong)."""
     from nospy.firmware.scan import image_sha256  # noqa: PLC0415 - loaded with the scanning stack
 
     try:
-        return image_sha256(image)
-    except Exception:  # noqa: BLE001 - only a head start: the scan hashes it again and reports what is wrong
+        before = _identity(image)
+        digest = image_sha256(image)
+        if digest is None or _identity(image) != before:
+            return None
+        return digest, before
+    except Exception:  # noqa: BLE001 - only a head start
+        return None
+
+
+def _identity(image: Path) -> tuple[int, ...]:
+    st = image.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _unchanged(image: Path, ahead: tuple[str, tuple[int, ...]] | None) -> str | None:
+    """A digest taken ahead, if the file is still the one hashed: one replaced or rewritten meanwhile
+    is hashed again, or the report cache would file its report under the old content's digest."""
+    try:
+        return ahead[0] if ahead is not None and _identity(image) == ahead[1] else None
+    except OSError:
         return None
 
 
@@ -385,7 +404,7 @@ def scan_fleet(
                 result = _failed(str(images[i]), f"worker failed: {type(exc).__name__}: {exc}")
             done(i, result)
 
-    ahead: dict[int, Future[str | None]] = {}
+    ahead: dict[int, Future[tuple[str, tuple[int, ...]] | None]] = {}
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-ahead")
     left = False
     try:
@@ -416,7 +435,7 @@ def scan_fleet(
                 if todo:  # the next image is hashed in a thread (hashing lets go of the GIL) during this one
                     ahead[todo[0]] = hasher.submit(_hash, images[todo[0]])
                 with paced:
-                    known = digest.result() if digest is not None else None
+                    known = _unchanged(images[i], digest.result()) if digest is not None else None
                     done(i, scan_one(str(images[i].resolve()), agreement, cache_url, known))
         left = leave_ray is not None and starting.abandon()
         if not left:
