@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,34 @@ def test_audit_checks_consistency_with_the_last_seen_checkpoint(tmp_path: Path) 
     # a log signed by another key is not this log
     with pytest.raises(VerificationError):
         audit_log(open_source(root), keys.generate(ORIGIN).verifier, state=state)
+
+
+def test_an_older_checkpoint_passes_the_audit_only_as_a_proved_prefix(tmp_path: Path) -> None:
+    """A mirror serving the checkpoint before the one seen: its tree is audited, proved a prefix of the
+    tree seen from the tiles, and the checkpoint seen is kept. Without those tiles, or with a tree
+    that the one seen does not extend, the audit fails."""
+    root, key = _small_log(tmp_path)
+    state = tmp_path / "seen.checkpoint"
+    audit_log(open_source(root), key.verifier, state=state)
+    older = (root / "checkpoint").read_bytes()
+    with LogWriter(root) as writer:
+        writer.add([f"later {i}".encode() for i in range(600)])
+    assert audit_log(open_source(root), key.verifier, state=state).previous_size == 314
+    seen = state.read_bytes()
+    mirror = tmp_path / "mirror"
+    shutil.copytree(root, mirror, ignore=shutil.ignore_patterns(".nospy"))
+    (mirror / "checkpoint").write_bytes(older)
+    result = audit_log(open_source(mirror), key.verifier, state=state)
+    assert (result.checkpoint.size, result.previous_size, result.behind) == (314, 914, True)
+    assert state.read_bytes() == seen
+    (mirror / "tile" / "1" / "000.p" / "3").unlink()  # a tile of the tree seen, needed for the proof
+    with pytest.raises(VerificationError, match="cannot prove the two consistent"):
+        audit_log(open_source(mirror), key.verifier, state=state)
+    other = tmp_path / "other"
+    _hand_built_log(other, key, 5)  # same origin and key, five entries the tree seen does not start with
+    with pytest.raises(VerificationError):
+        audit_log(open_source(other), key.verifier, state=state)
+    assert state.read_bytes() == seen
 
 
 def test_split_view_is_caught_by_the_saved_checkpoint(tmp_path: Path) -> None:

@@ -219,10 +219,16 @@ def log_audit(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     result = audit_log(open_source(log), vkey, origin=origin, state=state_path)
     seen = "" if result.previous_size is None else f", consistent with size {result.previous_size} seen before"
+    if result.behind:
+        seen = (
+            f"; behind size {result.previous_size} seen before, and a prefix of it (a cache or mirror behind"
+            " the log?): the checkpoint seen is kept"
+        )
     if result.writer_state_checked:
         seen += "; the writer's .nospy/ state agrees with it"
     if result.unpublished_files:
-        seen += f" ({result.unpublished_files} files past the checkpoint, from a batch being written, left alone)"
+        past = "of the larger tree" if result.behind else "past the checkpoint, from a batch being written,"
+        seen += f" ({result.unpublished_files} files {past} left alone)"
     console.print(
         f"ok: {result.checkpoint.origin} size {result.checkpoint.size}, {result.files_checked} files checked{seen}"
     )

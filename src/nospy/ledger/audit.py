@@ -47,6 +47,7 @@ class AuditResult:
     unpublished_files: int
     previous_size: int | None  # size of the last checkpoint seen before, if any
     writer_state_checked: bool = False  # the directory's .nospy/ was checked (nospy's own writer)
+    behind: bool = False  # the checkpoint is older than the one seen before, and proved a prefix of it
 
 
 class _Tree:
@@ -76,7 +77,9 @@ def audit_log(
     """Audit the log behind ``source``; raise `VerificationError` on any mismatch.
 
     With ``state``, the checkpoint saved there by the previous audit must be consistent with the
-    current one, and the current one is saved for next time.
+    current one, and the current one is saved for next time. A current checkpoint older than the
+    saved one (a cache or mirror behind the log) passes only if the log's tiles prove the tree seen
+    an extension of it (``behind``); the saved checkpoint is then kept.
     """
     note = _must(source, "checkpoint")
     try:
@@ -132,10 +135,10 @@ def audit_log(
         unpublished = _check_every_file(source, rows, size, checked)
         writer_state = check_writer_state(source.root, cp, log_key)
 
-    previous = _check_previous(state, cp, log_key, reader) if state is not None else None
-    if state is not None:
+    previous, behind = _check_previous(source, state, cp, log_key, reader) if state is not None else (None, False)
+    if state is not None and not behind:
         write_atomic(state, note if isinstance(note, bytes) else note.encode())
-    return AuditResult(cp, len(checked), unpublished, previous, writer_state)
+    return AuditResult(cp, len(checked), unpublished, previous, writer_state, behind)
 
 
 def _slice(rows: list[bytes], path: str) -> bytes:
@@ -184,15 +187,27 @@ def _check_every_file(source: DirSource, rows: Sequence[bytes], size: int, check
     return unpublished
 
 
-def _check_previous(state: Path, cp: Checkpoint, log_key: keys.VerifierKey, reader: TileReader) -> int | None:
+def _check_previous(
+    source: LogSource, state: Path, cp: Checkpoint, log_key: keys.VerifierKey, reader: TileReader
+) -> tuple[int | None, bool]:
+    """The size of the checkpoint seen before (``None``: none), and whether the current one is behind it."""
     if not state.exists():
-        return None
+        return None, False
     try:
         prev = open_checkpoint(read_limited(state, 1 << 16), [log_key], origin=cp.origin).checkpoint
     except InputError as exc:
         raise InputError(f"{state}: {exc}") from None
     if prev.size > cp.size:
-        raise VerificationError(f"the log shrank: size {cp.size} after the {prev.size} seen before")
+        # the tree seen must extend the one served now, proved from the tiles of the tree seen
+        try:
+            proof = TileReader(source.read, prev.size).consistency_proof(cp.size) if cp.size else []
+        except InputError as exc:
+            raise VerificationError(
+                f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
+                f"cannot prove the two consistent: {exc}"
+            ) from None
+        merkle.verify_consistency(cp.size, prev.size, proof, cp.root, prev.root)
+        return prev.size, True
     proof = reader.consistency_proof(prev.size) if prev.size else []
     merkle.verify_consistency(prev.size, cp.size, proof, prev.root, cp.root)
-    return prev.size
+    return prev.size, False
