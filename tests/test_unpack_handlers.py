@@ -212,6 +212,29 @@ def test_magic_search_finds_what_re_finds_for_every_magic(pattern: re.Pattern[by
     assert _magic_offsets(data, window, dense=True) == expected
 
 
+_BY_HANDLER = [(h, re.compile(p, re.DOTALL)) for h in HANDLERS for p in h.PATTERNS]
+
+
+@pytest.mark.parametrize(("handler", "pattern"), _BY_HANDLER, ids=lambda x: getattr(x, "NAME", "")[:20])
+@settings(max_examples=30, deadline=None)
+@given(draw=st.data())
+def test_a_handler_is_asked_wherever_its_magic_may_start(
+    handler: Handler, pattern: re.Pattern[bytes], draw: st.DataObject
+) -> None:
+    """The engine asks, where a magic was found, only the handlers whose patterns may start with the
+    byte there: every match of every pattern starts with one of its handler's bytes."""
+    match = draw.draw(st.from_regex(pattern, fullmatch=True))
+    assert match[0] in image._first_bytes(handler.PATTERNS)
+
+
+def test_first_bytes_of_patterns() -> None:
+    assert image._first_bytes([rb"hsqs|sqsh"]) == {ord("h"), ord("s")}
+    assert image._first_bytes([rb"[\x01-\x03]x", rb"(?:ab)?c"]) == {1, 2, 3, ord("a"), ord("c")}
+    assert image._first_bytes([rb"[^\x00]"]) == set(range(1, 256))
+    assert image._first_bytes([rb"x*"]) == set(range(256))  # may match nothing: any byte
+    assert image._first_bytes([rb"\w"]) == set(range(256))  # a category, not read: any byte
+
+
 def test_magic_patterns_fit_the_search_overlap() -> None:
     """A match longer than the overlap of two windows would be missed at a window's edge."""
     for pattern in _PATTERNS:

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import yara_x
 
@@ -243,6 +243,12 @@ class _Engine:
         at_start = [p for h in handlers if not h.OFFSET for p in h.PATTERNS]
         self.any_magic = re.compile(b"|".join(at_start) if at_start else b"(?!)", re.DOTALL)
         self.offset_handlers = [(h, pattern) for h, pattern in self.handlers if h.OFFSET]
+        # the handlers whose patterns may match at a position, by the byte there (in handler order):
+        # where a magic was found only those few are asked, not every handler's pattern
+        self._by_byte: list[list[tuple[Handler, re.Pattern[bytes]]]] = [[] for _ in range(256)]
+        for handler, pattern in self.handlers:
+            for byte in _first_bytes(handler.PATTERNS):
+                self._by_byte[byte].append((handler, pattern))
         self._pool: ThreadPoolExecutor | None = None
         self.budget = Budget(limits)
         self.name = name
@@ -268,7 +274,9 @@ class _Engine:
         failures: dict[str, int],
         searches: dict[str, tuple[int, int | None]],
     ) -> tuple[Handler, Chunk] | None:
-        for handler, pattern in self.handlers:
+        if at >= len(data):
+            return None
+        for handler, pattern in self._by_byte[data[at]]:
             off = at - handler.OFFSET
             if off < 0 or failures.get(handler.NAME, 0) >= _MAX_FAILURES or not pattern.match(data, at):
                 continue
@@ -540,6 +548,81 @@ def _magic_rules(patterns: tuple[bytes, ...]) -> yara_x.Rules:
     if compiler.warnings():  # a slow or odd pattern: fail at the first image, never search less
         raise ValueError(f"magic patterns: {compiler.warnings()}")
     return compiler.build()
+
+
+def _first_bytes(patterns: Sequence[bytes]) -> set[int]:
+    """Every byte a match of any of ``patterns`` may start with (all 256 where that is not plain).
+
+    Read from the parsed expressions (``re``'s own parser): literals, classes, groups, alternatives and
+    repeats; anything else, or a pattern that may match nothing, counts as any byte.
+    """
+    out: set[int] = set()
+    for pattern in patterns:
+        try:
+            first, nullable = _first_of_sequence(list(re._parser.parse(pattern, re.DOTALL)))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a construct not read here: any byte, never one missed
+            first, nullable = None, True
+        if first is None or nullable:
+            return set(range(256))
+        out |= first
+    return out
+
+
+_ANY_BYTE = None  # what `_first_of` gives for "any byte": the caller widens to all 256
+
+
+def _first_of_sequence(items: list[tuple[Any, Any]]) -> tuple[set[int] | None, bool]:
+    """(first bytes, may match nothing) of a sequence of parsed items."""
+    out: set[int] = set()
+    for op, av in items:
+        first, nullable = _first_of(op, av)
+        if first is None:
+            return _ANY_BYTE, False
+        out |= first
+        if not nullable:
+            return out, False
+    return out, True
+
+
+def _first_of(op: Any, av: Any) -> tuple[set[int] | None, bool]:
+    c = re._constants  # type: ignore[attr-defined]
+    if op is c.LITERAL:
+        return {av}, False
+    if op is c.NOT_LITERAL:
+        return set(range(256)) - {av}, False
+    if op is c.IN:
+        chosen: set[int] = set()
+        negate = False
+        for kind, value in av:
+            if kind is c.LITERAL:
+                chosen.add(value)
+            elif kind is c.RANGE:
+                chosen.update(range(value[0], value[1] + 1))
+            elif kind is c.NEGATE:
+                negate = True
+            else:
+                return _ANY_BYTE, False
+        return (set(range(256)) - chosen if negate else chosen), False
+    if op is c.SUBPATTERN:
+        _group, add_flags, _del_flags, sub = av
+        if add_flags & re.IGNORECASE:
+            return _ANY_BYTE, False
+        return _first_of_sequence(list(sub))
+    if op is c.BRANCH:
+        union: set[int] = set()
+        nullable = False
+        for alternative in av[1]:
+            first, empty = _first_of_sequence(list(alternative))
+            if first is None:
+                return _ANY_BYTE, False
+            union |= first
+            nullable |= empty
+        return union, nullable
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+        low, _high, sub = av
+        first, empty = _first_of_sequence(list(sub))
+        return first, low == 0 or empty
+    return _ANY_BYTE, False
 
 
 def _yara_regex(pattern: bytes) -> str:
