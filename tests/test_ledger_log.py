@@ -243,6 +243,11 @@ def test_an_older_checkpoint_passes_the_audit_only_as_a_proved_prefix(tmp_path: 
     with pytest.raises(VerificationError):
         audit_log(open_source(other), key.verifier, state=state)
     assert state.read_bytes() == seen
+    # the writer's own directory rolled back: its next append would fork the log
+    (root / "checkpoint").write_bytes(older)
+    with pytest.raises(VerificationError, match="its next append would sign a tree"):
+        audit_log(open_source(root), key.verifier, state=state)
+    assert state.read_bytes() == seen
 
 
 def test_split_view_is_caught_by_the_saved_checkpoint(tmp_path: Path) -> None:

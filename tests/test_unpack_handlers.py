@@ -233,6 +233,7 @@ def test_first_bytes_of_patterns() -> None:
     assert image._first_bytes([rb"[^\x00]"]) == set(range(1, 256))
     assert image._first_bytes([rb"x*"]) == set(range(256))  # may match nothing: any byte
     assert image._first_bytes([rb"\w"]) == set(range(256))  # a category, not read: any byte
+    assert image._first_bytes([rb"(?i)hsqs"]) == set(range(256))  # H as well as h
 
 
 def test_magic_patterns_fit_the_search_overlap() -> None:

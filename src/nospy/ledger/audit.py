@@ -79,7 +79,8 @@ def audit_log(
     With ``state``, the checkpoint saved there by the previous audit must be consistent with the
     current one, and the current one is saved for next time. A current checkpoint older than the
     saved one (a cache or mirror behind the log) passes only if the log's tiles prove the tree seen
-    an extension of it (``behind``); the saved checkpoint is then kept.
+    an extension of it (``behind``), and never in a directory holding the writer's state; the saved
+    checkpoint is then kept.
     """
     note = _must(source, "checkpoint")
     try:
@@ -136,6 +137,13 @@ def audit_log(
         writer_state = check_writer_state(source.root, cp, log_key)
 
     previous, behind = _check_previous(source, state, cp, log_key, reader) if state is not None else (None, False)
+    if behind and writer_state:
+        # not a cache or mirror: the writer's own directory, whose next append would fork the log
+        raise VerificationError(
+            f"the log's checkpoint has size {cp.size}, after size {previous} was seen, in the writer's own "
+            "directory: its next append would sign a tree that does not extend the one published; put the "
+            "newer checkpoint back"
+        )
     if state is not None and not behind:
         write_atomic(state, note if isinstance(note, bytes) else note.encode())
     return AuditResult(cp, len(checked), unpublished, previous, writer_state, behind)

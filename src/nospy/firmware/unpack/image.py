@@ -559,7 +559,9 @@ def _first_bytes(patterns: Sequence[bytes]) -> set[int]:
     out: set[int] = set()
     for pattern in patterns:
         try:
-            first, nullable = _first_of_sequence(list(re._parser.parse(pattern, re.DOTALL)))  # type: ignore[attr-defined]
+            parsed = re._parser.parse(pattern, re.DOTALL)  # type: ignore[attr-defined]
+            # an inline (?i) leaves the literals as written: any byte
+            first, nullable = (None, True) if parsed.state.flags & re.IGNORECASE else _first_of_sequence(list(parsed))
         except Exception:  # noqa: BLE001 - a construct not read here: any byte, never one missed
             first, nullable = None, True
         if first is None or nullable:
