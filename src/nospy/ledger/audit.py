@@ -30,6 +30,7 @@ from nospy.ledger.storage import check_writer_state
 from nospy.ledger.tiles import (
     TILE_WIDTH,
     TileReader,
+    behind_proof,
     bundle_path,
     parse_bundle,
     parse_tile_path,
@@ -208,12 +209,9 @@ def _check_previous(
     if prev.size > cp.size:
         # the tree seen must extend the one served now, proved from the tiles of the tree seen
         try:
-            proof = TileReader(source.read, prev.size).consistency_proof(cp.size) if cp.size else []
+            proof = behind_proof(source.read, cp.size, prev.size)
         except InputError as exc:
-            raise VerificationError(
-                f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
-                f"cannot prove the two consistent: {exc}"
-            ) from None
+            raise VerificationError(str(exc)) from None
         merkle.verify_consistency(cp.size, prev.size, proof, cp.root, prev.root)
         return prev.size, True
     proof = reader.consistency_proof(prev.size) if prev.size else []

@@ -26,6 +26,7 @@ __all__ = [
     "TileCache",
     "TilePath",
     "TileReader",
+    "behind_proof",
     "bundle_path",
     "encode_bundle",
     "parse_bundle",
@@ -201,6 +202,19 @@ class TileCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def behind_proof(fetch: Callable[[str], bytes], served_size: int, seen_size: int) -> list[bytes]:
+    """The consistency proof that the tree of ``seen_size`` (seen before) extends the smaller tree a
+    log serves now, read from the larger tree's tiles: a cache or mirror behind the log has them,
+    a log that rewrote its history may not (`InputError`, naming both sizes)."""
+    try:
+        return TileReader(fetch, seen_size).consistency_proof(served_size) if served_size else []
+    except InputError as exc:
+        raise InputError(
+            f"the log's checkpoint has size {served_size}, after size {seen_size} was seen, and its tiles "
+            f"cannot prove the two consistent: {exc}"
+        ) from None
 
 
 def _read_partial(fetch: Callable[[str], bytes], path: str, full_path: str, width: int) -> tuple[bytes, bool]:

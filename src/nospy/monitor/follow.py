@@ -20,7 +20,7 @@ from nospy.errors import InputError, VerificationError
 from nospy.ledger import merkle
 from nospy.ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from nospy.ledger.interface import LogSource
-from nospy.ledger.tiles import TILE_WIDTH, TileReader, read_bundle
+from nospy.ledger.tiles import TILE_WIDTH, TileReader, behind_proof, read_bundle
 
 __all__ = ["ForkError", "Step", "UnprovenError", "entries", "latest", "step", "verify_included"]
 
@@ -85,13 +85,10 @@ def _prove(old: Checkpoint, new: Checkpoint, proof: list[bytes], seen: Checkpoin
 
 def _behind(source: LogSource, signed: SignedCheckpoint, prev: Checkpoint, reader: TileReader) -> Step:
     cp = signed.checkpoint
-    try:  # the proof that the larger tree, the one seen, extends the smaller one served now
-        proof = TileReader(source.read, prev.size).consistency_proof(cp.size) if cp.size else []
+    try:
+        proof = behind_proof(source.read, cp.size, prev.size)
     except InputError as exc:
-        raise UnprovenError(
-            f"the log's checkpoint has size {cp.size}, after size {prev.size} was seen, and its tiles "
-            f"cannot prove the two consistent: {exc}"
-        ) from None
+        raise UnprovenError(str(exc)) from None
     _prove(cp, prev, proof, prev, cp)
     return Step(signed, prev.size, reader, behind=True)
 
