@@ -550,6 +550,9 @@ def _magic_rules(patterns: tuple[bytes, ...]) -> yara_x.Rules:
     return compiler.build()
 
 
+_RE: Any = re  # its parser and constants (re._parser, re._constants) have no type stubs
+
+
 def _first_bytes(patterns: Sequence[bytes]) -> set[int]:
     """Every byte a match of any of ``patterns`` may start with (all 256 where that is not plain).
 
@@ -559,7 +562,7 @@ def _first_bytes(patterns: Sequence[bytes]) -> set[int]:
     out: set[int] = set()
     for pattern in patterns:
         try:
-            parsed = re._parser.parse(pattern, re.DOTALL)  # type: ignore[attr-defined]
+            parsed = _RE._parser.parse(pattern, re.DOTALL)
             # an inline (?i) leaves the literals as written: any byte
             first, nullable = (None, True) if parsed.state.flags & re.IGNORECASE else _first_of_sequence(list(parsed))
         except Exception:  # noqa: BLE001 - a construct not read here: any byte, never one missed
@@ -587,7 +590,7 @@ def _first_of_sequence(items: list[tuple[Any, Any]]) -> tuple[set[int] | None, b
 
 
 def _first_of(op: Any, av: Any) -> tuple[set[int] | None, bool]:
-    c = re._constants  # type: ignore[attr-defined]
+    c = _RE._constants
     if op is c.LITERAL:
         return {av}, False
     if op is c.NOT_LITERAL:
