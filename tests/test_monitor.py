@@ -6,6 +6,7 @@ database (SQLite here; PostgreSQL runs the same models in test_server_storage)."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -527,15 +528,29 @@ def test_a_round_is_left_to_the_monitor_already_in_one(
     results = []
     thread = threading.Thread(target=lambda: results.append(first.run_round()))
     thread.start()
+    db = sqlite3.connect(setup.data / "nospy.db")
     try:
         assert checking.wait(120)
         code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+        assert code == 0, err
+        assert "round skipped: another monitor is in a round on the log of key" in err
+        assert out == ""
+        # the round says who holds it; once it has shown no progress for longer than --stale-after,
+        # an overlapping run says it may be hung (exit 2) instead of skipping without a word
+        [(holder,)] = db.execute("SELECT holder FROM monitor_rounds").fetchall()
+        assert holder.startswith(f"process {os.getpid()} on ")
+        with db:
+            db.execute("UPDATE monitor_rounds SET progress = '2000-01-01 00:00:00.000000'")
+        code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
+        assert code == 2 and out == "", err
+        assert "round skipped" in err and f"held by process {os.getpid()} on " in err and "may be hung" in err
+        code, _, err = _run(setup.args("--webhook", webhook.url, "--stale-after", str(40 * 365 * 86400)), capsys)
+        assert code == 0 and "round skipped" in err and "hung" not in err, err
     finally:
         go_on.set()
         thread.join(240)
-    assert code == 0, err
-    assert "round skipped: another monitor is in a round on the log of key" in err
-    assert out == ""
+    assert db.execute("SELECT count(*) FROM monitor_rounds").fetchone() == (0,)  # gone with the round
+    db.close()
     [result] = results
     assert result.checked == [f"{PRODUCT} 1.1 (log index 0)"] and len(result.alerts) == 1
     assert len(webhook.received) == 1

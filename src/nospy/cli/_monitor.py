@@ -60,6 +60,13 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
     webhook: str | None = typer.Option(None, "--webhook", help="POST every alert as JSON to this http(s) URL."),
     once: bool = typer.Option(False, "--once", help="One round, then exit: 0 nothing new fails, 1 an alert."),
     interval: float = typer.Option(300.0, "--interval", min=1.0, help="Seconds between rounds (without --once)."),
+    stale_after: float = typer.Option(
+        3600.0,
+        "--stale-after",
+        min=1.0,
+        help="Seconds without progress after which another monitor's round on the log is said to be stuck"
+        " (exit 2 with --once) rather than left to finish.",
+    ),
     data: Path | None = typer.Option(None, "--data", help=_DATA_HELP),
     database_url: str | None = typer.Option(None, "--database-url", help=_DB_HELP),
 ) -> None:
@@ -92,6 +99,7 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
             webhook=webhook,
             say=lambda text: err_console.print(text, markup=False),
             cache=cache,
+            stale_after=stale_after,
         )
         while True:
             try:
@@ -103,8 +111,11 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
                 err_console.print(f"[red]round failed:[/] {exc}", highlight=False)
             else:
                 if result.busy is not None:  # said by the monitor
-                    # an overlapping cron run is no failure: the round is the other monitor's to finish
-                    if once:
+                    if result.stuck is not None:  # a hung monitor would otherwise stop every round unseen
+                        err_console.print(f"[red]error:[/] {result.stuck}", highlight=False)
+                        if once:
+                            raise typer.Exit(2)
+                    elif once:  # an overlapping cron run is no failure: the round is the other monitor's
                         raise typer.Exit(0)
                     time.sleep(interval)
                     continue

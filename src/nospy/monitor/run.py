@@ -17,19 +17,27 @@ A round (`Monitor.run_round`):
 
 Nothing is lost on a crash: every step commits what it finished, and the next round picks up the
 releases still pending. A round holds a lock on its log (`nospy.server.db.try_lock`) for all processes
-sharing the database; a monitor that finds it held leaves that round to the holder.
+sharing the database; a monitor that finds it held leaves that round to the holder, unless the
+holder has shown no sign of life (``monitor_rounds.progress``, renewed as the round reads entries and
+checks releases) for longer than ``stale_after``: it is then said to be stuck, for cron to report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy.agreement import Agreement, canonical_json
@@ -43,11 +51,21 @@ from nospy.ledger.release import read_release
 from nospy.monitor import alerts, follow
 from nospy.monitor.evaluate import check_release, compare
 from nospy.monitor.images import find_image
-from nospy.server.db import MonitorAlert, MonitorLog, MonitorRelease, MonitorWatch, now, try_lock
+from nospy.server.db import (
+    MonitorAlert,
+    MonitorLog,
+    MonitorRelease,
+    MonitorRound,
+    MonitorWatch,
+    now,
+    try_lock,
+)
 
 __all__ = ["ALERT_TYPE", "Monitor", "ReleaseState", "RoundResult"]
 
 ALERT_TYPE = "https://nospy.dev/monitor-alert/v1"
+STALE_AFTER = 3600.0  # seconds without a sign of life after which a round in progress is said to be stuck
+_PROGRESS_EVERY = 10.0  # seconds between two renewals of a round's sign of life
 
 
 class ReleaseState:
@@ -69,6 +87,7 @@ class RoundResult:
     undelivered: list[str] = field(default_factory=list)  # webhook errors, kept for the next round
     forked: str | None = None  # why the log is not trusted (now or since an earlier round)
     busy: str | None = None  # the round did not run: another monitor holds the log's lock
+    stuck: str | None = None  # ... and has shown no sign of life for longer than the monitor's stale_after
 
     @property
     def alerted(self) -> bool:
@@ -93,6 +112,7 @@ class Monitor:
         webhook: str | None = None,
         say: Callable[[str], None] = lambda _: None,
         cache: ContentCache | None = None,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         if not images.is_dir():
             raise InputError(f"{images}: the image store must be a folder")
@@ -106,7 +126,9 @@ class Monitor:
         self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
         self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
         self.webhook = alerts.check_url(webhook) if webhook is not None else None
-        self.say, self.cache = say, cache
+        self.say, self.cache, self.stale_after = say, cache, stale_after
+        self._lock = f"nospy-monitor {log_key.label}"
+        self._alive_at = 0.0  # when this monitor last renewed its round's sign of life
         self.agreement_sha256 = hashlib.sha256(canonical_json(agreement)).hexdigest()
         self.products = set(agreement.products)
 
@@ -117,13 +139,56 @@ class Monitor:
         # one round at a time per log among every monitor sharing the database (a cron run that overlaps
         # the last one, a monitor of another agreement): two would check the same releases, alert twice,
         # and one could read the other's newer checkpoint as the last seen before its own older one
-        with try_lock(self._engine, f"nospy-monitor {self.log_key.label}") as held:
+        with try_lock(self._engine, self._lock) as held:
             if held:
-                self._round(result)
+                self._begin_round()
+                try:
+                    self._round(result)
+                finally:
+                    # a row that cannot be deleted now (the database is gone) is taken over by the next round
+                    with contextlib.suppress(SQLAlchemyError), self.sessions.begin() as s:
+                        s.execute(delete(MonitorRound).where(MonitorRound.lock == self._lock))
             else:
                 result.busy = f"another monitor is in a round on the log of key {self.log_key.label}"
                 self.say(f"round skipped: {result.busy}")
+                result.stuck = self._stuck()
         return result
+
+    def _begin_round(self) -> None:
+        """Say who holds the round (a row left by a monitor that was killed is taken over)."""
+        with self.sessions.begin() as s:
+            row = s.get(MonitorRound, self._lock)
+            if row is None:
+                row = MonitorRound(lock=self._lock)
+                s.add(row)
+            row.holder = f"process {os.getpid()} on {socket.gethostname()}"
+            row.started = row.progress = now()
+        self._alive_at = time.monotonic()
+
+    def _alive(self) -> None:
+        """Renew the round's sign of life (at most every `_PROGRESS_EVERY` seconds)."""
+        if time.monotonic() - self._alive_at < _PROGRESS_EVERY:
+            return
+        with self.sessions.begin() as s:
+            row = s.get(MonitorRound, self._lock)
+            if row is not None:
+                row.progress = now()
+        self._alive_at = time.monotonic()
+
+    def _stuck(self) -> str | None:
+        """Why the round another monitor holds looks hung, or None: it showed life within stale_after."""
+        with self.sessions() as s:
+            row = s.get(MonitorRound, self._lock)
+        if row is None:
+            return None  # it is just starting, or a monitor from before this table: nothing to tell
+        quiet = now() - row.progress
+        if quiet <= timedelta(seconds=self.stale_after):
+            return None
+        return (
+            f"the round held by {row.holder} since {row.started.isoformat(timespec='seconds')} has shown no"
+            f" progress for {int(quiet.total_seconds())} s (more than {self.stale_after:g} s): it may be hung;"
+            " no round of this log runs until it ends"
+        )
 
     def _round(self, result: RoundResult) -> None:
         source = open_source(self.location)
@@ -230,6 +295,7 @@ class Monitor:
         found: list[MonitorRelease] = []
         source = open_source(self.location)
         for index, entry in follow.entries(source, cp.size, start):
+            self._alive()
             try:
                 _, statement = read_release(entry, self.vendor_keys)
             except (InputError, VerificationError) as exc:
@@ -276,6 +342,7 @@ class Monitor:
                 .order_by(MonitorRelease.log_index)
             ).all()
         for release_id in ids:
+            self._alive()
             self._check_one(log_id, release_id, tree_size, result)
 
     def _check_one(self, log_id: int, release_id: int, tree_size: int, result: RoundResult) -> None:

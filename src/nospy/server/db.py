@@ -45,6 +45,7 @@ __all__ = [
     "MonitorAlert",
     "MonitorLog",
     "MonitorRelease",
+    "MonitorRound",
     "MonitorWatch",
     "State",
     "Token",
@@ -229,6 +230,18 @@ class MonitorRelease(Base):
     new_failing_json: Mapped[str | None] = mapped_column(Text, default=None)  # [clause, ...]
     report_json: Mapped[str | None] = mapped_column(Text, default=None)
     diff_json: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class MonitorRound(Base):
+    """A monitor's round in progress on a log (see `try_lock`), so another monitor can tell a long round
+    from a hung one. The row goes when the round ends; one left by a killed monitor is taken over by
+    the next monitor that gets the lock."""
+
+    __tablename__ = "monitor_rounds"
+    lock: Mapped[str] = mapped_column(String(600), primary_key=True)  # the lock's name
+    holder: Mapped[str] = mapped_column(String(300))  # process and host
+    started: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    progress: Mapped[datetime] = mapped_column(UTCDateTime, default=now)  # its last sign of life
 
 
 class MonitorAlert(Base):
