@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from nospy.ledger.release import entry_bytes, make_release, sha256_file
 from nospy.ledger.server import LogServer
 from nospy.ledger.storage import LogWriter, init_log
 from nospy.monitor import Monitor, follow
+from nospy.monitor import run as monitor_run
 from nospy.monitor.images import find_image
 from nospy.server.db import connect, migrate
 from serverlib import EXAMPLE_AGREEMENT, bearer, new_token, running
@@ -500,15 +502,29 @@ def test_a_log_rewritten_to_fewer_entries_alerts_once(
 
 
 def test_a_round_is_left_to_the_monitor_already_in_one(
-    setup: Setup, images: Images, webhook: _ReceiverServer, capsys: pytest.CaptureFixture[str]
+    setup: Setup,
+    images: Images,
+    webhook: _ReceiverServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An overlapping ``--once`` run on the same log and database skips its round (exit 0): the release
-    is checked once and its alert sent once, by the monitor that was first."""
+    is checked once and its alert sent once, by the monitor that was first. A round that has shown no
+    progress for longer than ``--stale-after`` is said to be stuck instead (exit 2)."""
     shutil.copy(images.backdoored, setup.store / sha256_file(images.backdoored))
     setup.release(images.backdoored, "1.1")
     setup.data.mkdir()
     engine, sessions = connect(f"sqlite:///{(setup.data / 'nospy.db').resolve()}")
     migrate(engine)
+    db = sqlite3.connect(setup.data / "nospy.db")
+    lock = f"nospy-monitor {setup.log_key.verifier.label}"
+    long_ago = "2000-01-01 00:00:00.000000"
+    with db:  # the row of a monitor that was killed in a round: taken over by the next round
+        db.execute(
+            "INSERT INTO monitor_rounds VALUES (?, 'dead', 'process 1 on gone', ?, ?)", (lock, long_ago, long_ago)
+        )
+    monkeypatch.setattr(monitor_run, "_PROGRESS_EVERY", 0.0)  # every step renews the round's sign of life
+    monkeypatch.setattr(monitor_run, "_TAKEOVER_GRACE", 0.0)
     checking, go_on = threading.Event(), threading.Event()
 
     def say(text: str) -> None:
@@ -516,40 +532,70 @@ def test_a_round_is_left_to_the_monitor_already_in_one(
             checking.set()
             assert go_on.wait(120)
 
-    first = Monitor(
-        sessions,
-        log=setup.url,
-        log_key=setup.log_key.verifier,
-        agreement=load_agreement(EXAMPLE_AGREEMENT),
-        images=setup.store,
-        webhook=webhook.url,
-        say=say,
-    )
+    def monitor(**kwargs: Any) -> Monitor:
+        return Monitor(
+            sessions,
+            log=setup.url,
+            log_key=setup.log_key.verifier,
+            agreement=load_agreement(EXAMPLE_AGREEMENT),
+            images=setup.store,
+            webhook=webhook.url,
+            **kwargs,
+        )
+
+    first = monitor(say=say)
     results = []
     thread = threading.Thread(target=lambda: results.append(first.run_round()))
     thread.start()
-    db = sqlite3.connect(setup.data / "nospy.db")
     try:
         assert checking.wait(120)
         code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
         assert code == 0, err
         assert "round skipped: another monitor is in a round on the log of key" in err
         assert out == ""
-        # the round says who holds it; once it has shown no progress for longer than --stale-after,
-        # an overlapping run says it may be hung (exit 2) instead of skipping without a word
-        [(holder,)] = db.execute("SELECT holder FROM monitor_rounds").fetchall()
-        assert holder.startswith(f"process {os.getpid()} on ")
+        # the round says who holds it, and renews its sign of life as it goes
+        [(token, holder, started, progress)] = db.execute(
+            "SELECT token, holder, started, progress FROM monitor_rounds"
+        ).fetchall()
+        assert token != "dead" and holder.startswith(f"process {os.getpid()} on ") and progress > started
+        # once it has shown no progress for longer than --stale-after, an overlapping run says it may
+        # be hung (exit 2) instead of skipping without a word
         with db:
-            db.execute("UPDATE monitor_rounds SET progress = '2000-01-01 00:00:00.000000'")
+            db.execute("UPDATE monitor_rounds SET progress = ?", (long_ago,))
         code, out, err = _run(setup.args("--webhook", webhook.url), capsys)
         assert code == 2 and out == "", err
         assert "round skipped" in err and f"held by process {os.getpid()} on " in err and "may be hung" in err
-        code, _, err = _run(setup.args("--webhook", webhook.url, "--stale-after", str(40 * 365 * 86400)), capsys)
+        recent = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        with db:
+            db.execute("UPDATE monitor_rounds SET progress = ?", (recent,))
+        code, _, err = _run(setup.args("--webhook", webhook.url, "--stale-after", "86400"), capsys)
         assert code == 0 and "round skipped" in err and "hung" not in err, err
+        code, _, err = _run(setup.args("--webhook", webhook.url), capsys)  # the default: an hour
+        assert code == 2 and "may be hung" in err, err
+        code, _, err = _run(setup.args("--stale-after", "nan"), capsys)
+        assert code == 2 and "stale after nan s" in err, err
     finally:
         go_on.set()
         thread.join(240)
     assert db.execute("SELECT count(*) FROM monitor_rounds").fetchone() == (0,)  # gone with the round
+    # a stale row seen in the moment between another monitor taking the lock and taking the row
+    # over (read again after the grace) is not said to be stuck
+    with db:
+        db.execute(
+            "INSERT INTO monitor_rounds VALUES (?, 'dead', 'process 1 on gone', ?, ?)", (lock, long_ago, long_ago)
+        )
+    other = monitor()
+    assert other._stuck() is not None
+
+    def taken_over(_: float) -> None:
+        with db:
+            db.execute("UPDATE monitor_rounds SET token = 'new', progress = ?", (recent,))
+
+    monkeypatch.setattr(time, "sleep", taken_over)  # the grace the monitor waits is when the row is taken over
+    assert other._stuck() is None
+    monkeypatch.undo()
+    with db:
+        db.execute("DELETE FROM monitor_rounds")
     db.close()
     [result] = results
     assert result.checked == [f"{PRODUCT} 1.1 (log index 0)"] and len(result.alerts) == 1

@@ -58,12 +58,17 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
         [], "--trust", help="Vendor verifier key (.vkey): only releases it signed count (repeatable)."
     ),
     webhook: str | None = typer.Option(None, "--webhook", help="POST every alert as JSON to this http(s) URL."),
-    once: bool = typer.Option(False, "--once", help="One round, then exit: 0 nothing new fails, 1 an alert."),
+    once: bool = typer.Option(
+        False,
+        "--once",
+        help="One round, then exit: 0 nothing new fails, 1 an alert, 2 bad input or another monitor's round stuck.",
+    ),
     interval: float = typer.Option(300.0, "--interval", min=1.0, help="Seconds between rounds (without --once)."),
     stale_after: float = typer.Option(
         3600.0,
         "--stale-after",
         min=1.0,
+        max=366 * 86400.0,
         help="Seconds without progress after which another monitor's round on the log is said to be stuck"
         " (exit 2 with --once) rather than left to finish.",
     ),

@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +38,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,6 +68,8 @@ __all__ = ["ALERT_TYPE", "Monitor", "ReleaseState", "RoundResult"]
 ALERT_TYPE = "https://nospy.dev/monitor-alert/v1"
 STALE_AFTER = 3600.0  # seconds without a sign of life after which a round in progress is said to be stuck
 _PROGRESS_EVERY = 10.0  # seconds between two renewals of a round's sign of life
+_MAX_STALE_AFTER = 366 * 86400.0  # a year: beyond, a round is never said to be stuck (and timedelta overflows)
+_TAKEOVER_GRACE = 3.0  # seconds a stale round row is given to be taken over (see `Monitor._stuck`)
 
 
 class ReleaseState:
@@ -126,9 +130,12 @@ class Monitor:
         self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
         self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
         self.webhook = alerts.check_url(webhook) if webhook is not None else None
+        if not (math.isfinite(stale_after) and 0 < stale_after <= _MAX_STALE_AFTER):
+            raise InputError(f"stale after {stale_after} s: give a number of seconds up to {_MAX_STALE_AFTER:g}")
         self.say, self.cache, self.stale_after = say, cache, stale_after
         self._lock = f"nospy-monitor {log_key.label}"
         self._alive_at = 0.0  # when this monitor last renewed its round's sign of life
+        self._token = ""  # its round row's (see `_mine`)
         self.agreement_sha256 = hashlib.sha256(canonical_json(agreement)).hexdigest()
         self.products = set(agreement.products)
 
@@ -147,21 +154,27 @@ class Monitor:
                 finally:
                     # a row that cannot be deleted now (the database is gone) is taken over by the next round
                     with contextlib.suppress(SQLAlchemyError), self.sessions.begin() as s:
-                        s.execute(delete(MonitorRound).where(MonitorRound.lock == self._lock))
+                        s.execute(delete(MonitorRound).where(*self._mine()))
             else:
                 result.busy = f"another monitor is in a round on the log of key {self.log_key.label}"
                 self.say(f"round skipped: {result.busy}")
                 result.stuck = self._stuck()
         return result
 
+    def _mine(self) -> tuple[Any, ...]:
+        """The round row of this monitor's round: a monitor that lost its lock (a PostgreSQL session
+        ended) must not renew or delete the row of the round that took the lock over."""
+        return MonitorRound.lock == self._lock, MonitorRound.token == self._token
+
     def _begin_round(self) -> None:
         """Say who holds the round (a row left by a monitor that was killed is taken over)."""
+        self._token = secrets.token_hex(16)
         with self.sessions.begin() as s:
             row = s.get(MonitorRound, self._lock)
             if row is None:
                 row = MonitorRound(lock=self._lock)
                 s.add(row)
-            row.holder = f"process {os.getpid()} on {socket.gethostname()}"
+            row.token, row.holder = self._token, f"process {os.getpid()} on {socket.gethostname()}"
             row.started = row.progress = now()
         self._alive_at = time.monotonic()
 
@@ -170,25 +183,35 @@ class Monitor:
         if time.monotonic() - self._alive_at < _PROGRESS_EVERY:
             return
         with self.sessions.begin() as s:
-            row = s.get(MonitorRound, self._lock)
-            if row is not None:
-                row.progress = now()
+            s.execute(update(MonitorRound).where(*self._mine()).values(progress=now()))
         self._alive_at = time.monotonic()
 
     def _stuck(self) -> str | None:
-        """Why the round another monitor holds looks hung, or None: it showed life within stale_after."""
-        with self.sessions() as s:
-            row = s.get(MonitorRound, self._lock)
-        if row is None:
-            return None  # it is just starting, or a monitor from before this table: nothing to tell
-        quiet = now() - row.progress
-        if quiet <= timedelta(seconds=self.stale_after):
+        """Why the round another monitor holds looks hung, or None: it showed life within stale_after.
+
+        A stale row is read again after `_TAKEOVER_GRACE`: it may be one a killed monitor left, in the
+        moment between another monitor taking the lock and taking the row over.
+        """
+        first = self._round_row()
+        if first is None or not self._quiet(first):
+            return None  # it is just starting, or it has shown life
+        time.sleep(_TAKEOVER_GRACE)
+        row = self._round_row()
+        if row is None or row.token != first.token or not self._quiet(row):
             return None
+        quiet = now() - row.progress
         return (
             f"the round held by {row.holder} since {row.started.isoformat(timespec='seconds')} has shown no"
             f" progress for {int(quiet.total_seconds())} s (more than {self.stale_after:g} s): it may be hung;"
             " no round of this log runs until it ends"
         )
+
+    def _round_row(self) -> MonitorRound | None:
+        with self.sessions() as s:
+            return s.get(MonitorRound, self._lock)
+
+    def _quiet(self, row: MonitorRound) -> bool:
+        return now() - row.progress > timedelta(seconds=self.stale_after)
 
     def _round(self, result: RoundResult) -> None:
         source = open_source(self.location)
@@ -198,6 +221,7 @@ class Monitor:
             raise VerificationError(f"{self.location}: checkpoint: {exc}") from None
         cp = signed.checkpoint
         result.origin, result.tree_size = cp.origin, cp.size
+        self._alive()
         log_id, previous, forked = self._log(cp.origin)
         if forked is None:
             try:
@@ -435,6 +459,7 @@ class Monitor:
                 .order_by(MonitorAlert.id)
             ).all()
             for alert in pending:
+                self._alive()  # a webhook that times out takes half a minute an alert
                 error = None
                 if self.webhook is not None:
                     error = alerts.post(self.webhook, alert.payload.encode())

@@ -239,6 +239,7 @@ class MonitorRound(Base):
 
     __tablename__ = "monitor_rounds"
     lock: Mapped[str] = mapped_column(String(600), primary_key=True)  # the lock's name
+    token: Mapped[str] = mapped_column(String(32))  # the round's own: only it renews or deletes the row
     holder: Mapped[str] = mapped_column(String(300))  # process and host
     started: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     progress: Mapped[datetime] = mapped_column(UTCDateTime, default=now)  # its last sign of life

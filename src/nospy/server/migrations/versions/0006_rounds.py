@@ -19,6 +19,7 @@ def upgrade() -> None:
     op.create_table(
         "monitor_rounds",
         sa.Column("lock", sa.String(length=600), nullable=False),
+        sa.Column("token", sa.String(length=32), nullable=False),
         sa.Column("holder", sa.String(length=300), nullable=False),
         sa.Column("started", sa.DateTime(timezone=True), nullable=False),
         sa.Column("progress", sa.DateTime(timezone=True), nullable=False),
