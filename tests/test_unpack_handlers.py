@@ -25,6 +25,7 @@ from nospy.firmware.unpack.handlers import HANDLERS
 from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _INode, _VendorLzma
 from nospy.firmware.unpack.image import _Engine
 from nospy.firmware.unpack.limits import Budget, Limits
+from unpack_images import make_rootfs
 
 
 def _subclasses(cls: type) -> set[type]:
@@ -139,6 +140,43 @@ def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path,
             todo += [c for c in theirs if c.is_dir()]
         if path == image:
             assert kinds == set(range(1, 10)), kinds  # every basic type, extended directories and files
+
+
+def test_squashfs_metadata_reads_as_dissect_reads_them(tmp_path: Path, shared: Path) -> None:
+    """The walk's metadata reads (kept decoded, `_Metadata`) give what dissect's own give: within a
+    block, to its very end, across blocks and past the table; fragment entries too."""
+    root = make_rootfs(tmp_path / "root")
+    for i in range(300):  # tables of several metadata blocks, and a fragment table
+        (root / f"f{i:03d}-{'n' * (i % 40)}").write_bytes(os.urandom(i * 7))
+    image = tmp_path / "meta.sqfs"
+    subprocess.run(["mksquashfs", root, image, "-noappend", "-quiet", "-no-progress"], check=True)
+    for path in (image, shared / "firmware" / "trendnet-tew733gr-rootfs.squashfs"):
+        chunk = Squashfs4().identify(memoryview(path.read_bytes()), 0, base.Context(budget=_budget(), chain="t"))
+        assert chunk is not None and chunk.filesystem is not None
+        fs = chunk.filesystem.fs  # type: ignore[attr-defined]
+        ends = (fs.sb.directory_table_start, fs.sb.fragment_table_start)
+        for start, end in zip((fs.sb.inode_table_start, fs.sb.directory_table_start), ends, strict=True):
+            block = start
+            while block < end:
+                following, data = fs._read_block(block)
+                size = len(data)
+                for offset in {0, 1, size // 2, size - 1, size, size + 3}:
+                    for length in {0, 1, size - offset - 1, size - offset, size - offset + 1, 3 * size}:
+                        if length < 0:
+                            continue
+                        try:
+                            theirs: object = SquashFS._read_metadata(fs, block, offset, length)
+                        except Exception as exc:  # noqa: BLE001 - past the image's end: both must fail alike
+                            theirs = type(exc)
+                        try:
+                            ours: object = fs._read_metadata(block, offset, length)
+                        except Exception as exc:  # noqa: BLE001
+                            ours = type(exc)
+                        assert ours == theirs, (path.name, block, offset, length)
+                block = following
+        for index in range(fs.sb.fragments):
+            assert fs._lookup_fragment(index) == SquashFS._lookup_fragment(fs, index)
+        assert fs.sb.fragments > 0
 
 
 def _magic_offsets(data: bytes, window: int, *, dense: bool = False) -> list[int]:

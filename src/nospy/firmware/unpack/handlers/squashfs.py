@@ -76,6 +76,7 @@ _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as
 _NO_FRAGMENT = c_squashfs.SQUASHFS_INVALID_FRAG  # a file without a tail in a fragment block
 _XZ_ID = 4
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
+_METADATA_BYTES = 64 << 20  # decoded metadata blocks kept by `_Metadata`
 _KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
 
 
@@ -308,10 +309,50 @@ def _read_inode(fs: SquashFS, inode: INode) -> None:
     inode.__dict__.update(header=header._make(layout.unpack(data)), data_block=data_block, data_offset=data_offset)
 
 
+class _Metadata:
+    """dissect's metadata reading (inode, directory, fragment and id tables), with the blocks kept
+    decoded here, without a lock: a walk reads them several times per entry, a few bytes at a time.
+
+    A block two threads miss at once is decoded by both: harmless, it is 8 KiB. Blocks are kept up to
+    `_METADATA_BYTES`; past that, they are read through the shared block cache alone.
+    """
+
+    def __init__(self, fs: SquashFS) -> None:
+        self._read_block = fs._read_block
+        self._spanning = fs._read_metadata  # dissect's own, for a read that crosses blocks
+        self._lookup_fragment = fs._lookup_fragment
+        self._blocks: dict[int, tuple[int, bytes]] = {}
+        self._held = 0
+        self._fragments: dict[int, Any] = {}
+
+    def read(self, block: int, offset: int, length: int) -> tuple[int, int, bytes]:
+        """dissect's ``SquashFS._read_metadata``: the same result."""
+        got = self._blocks.get(block)
+        if got is None:
+            got = self._read_block(block)
+            if self._held < _METADATA_BYTES:
+                self._blocks[block] = got
+                self._held += len(got[1])
+        data = got[1]
+        end = offset + length
+        if offset >= 0 and end < len(data):  # within the block (a read to its very end moves to the next)
+            return block, end, data[offset:end]
+        return self._spanning(block, offset, length)  # type: ignore[no-any-return]
+
+    def fragment(self, index: int) -> Any:
+        """dissect's ``SquashFS._lookup_fragment``, each entry parsed once (every file with a tail asks)."""
+        entry = self._fragments.get(index)
+        if entry is None:
+            entry = self._fragments[index] = self._lookup_fragment(index)
+        return entry
+
+
 class _Fs(Filesystem):
     def __init__(self, fs: SquashFS) -> None:
         self.fs = fs
         fs._read_block = _SharedBlocks(fs._read_block.__wrapped__)
+        meta = _Metadata(fs)
+        fs._read_metadata, fs._lookup_fragment = meta.read, meta.fragment
 
     @staticmethod
     def _node(inode: object) -> Node:
