@@ -144,7 +144,7 @@ def test_squashfs_directories_read_in_bulk_as_dissect_reads_them(tmp_path: Path,
 
 def test_squashfs_metadata_reads_as_dissect_reads_them(tmp_path: Path, shared: Path) -> None:
     """The walk's metadata reads (kept decoded, `_Metadata`) give what dissect's own give: within a
-    block, to its very end, across blocks and past the table; fragment entries too."""
+    block, to its very end, across blocks and past the table; fragment entries and owner ids too."""
     root = make_rootfs(tmp_path / "root")
     for i in range(300):  # tables of several metadata blocks, and a fragment table
         (root / f"f{i:03d}-{'n' * (i % 40)}").write_bytes(os.urandom(i * 7))
@@ -176,6 +176,8 @@ def test_squashfs_metadata_reads_as_dissect_reads_them(tmp_path: Path, shared: P
                 block = following
         for index in range(fs.sb.fragments):
             assert fs._lookup_fragment(index) == SquashFS._lookup_fragment(fs, index)
+        for index in range(fs.sb.no_ids):
+            assert fs._lookup_id(index) == SquashFS._lookup_id(fs, index)
         assert fs.sb.fragments > 0
 
 

@@ -75,17 +75,19 @@ class Node:
     link: str | None = None
 
 
+_MODE_TYPES = {
+    stat.S_IFDIR: EntryType.DIR,
+    stat.S_IFLNK: EntryType.SYMLINK,
+    stat.S_IFCHR: EntryType.CHARDEV,
+    stat.S_IFBLK: EntryType.BLOCKDEV,
+    stat.S_IFIFO: EntryType.FIFO,
+    stat.S_IFSOCK: EntryType.SOCKET,
+}
+
+
 def mode_type(mode: int) -> EntryType:
     """The entry type of a POSIX ``st_mode``; unknown types are reported as regular files."""
-    fmt = stat.S_IFMT(mode)
-    return {
-        stat.S_IFDIR: EntryType.DIR,
-        stat.S_IFLNK: EntryType.SYMLINK,
-        stat.S_IFCHR: EntryType.CHARDEV,
-        stat.S_IFBLK: EntryType.BLOCKDEV,
-        stat.S_IFIFO: EntryType.FIFO,
-        stat.S_IFSOCK: EntryType.SOCKET,
-    }.get(fmt, EntryType.FILE)
+    return _MODE_TYPES.get(stat.S_IFMT(mode), EntryType.FILE)
 
 
 @dataclass

@@ -311,7 +311,8 @@ def _read_inode(fs: SquashFS, inode: INode) -> None:
 
 class _Metadata:
     """dissect's metadata reading (inode, directory, fragment and id tables), with the blocks kept
-    decoded here, without a lock: a walk reads them several times per entry, a few bytes at a time.
+    decoded here, without a lock: a walk reads them several times per entry, a few bytes at a time;
+    fragment entries and owner ids are kept parsed.
 
     A block two threads miss at once is decoded by both: harmless, it is 8 KiB. Blocks are kept up to
     `_METADATA_BYTES`; past that, they are read through the shared block cache alone.
@@ -324,6 +325,8 @@ class _Metadata:
         self._blocks: dict[int, tuple[int, bytes]] = {}
         self._held = 0
         self._fragments: dict[int, Any] = {}
+        self._lookup_id = fs._lookup_id
+        self._ids: dict[int, int] = {}
 
     def read(self, block: int, offset: int, length: int) -> tuple[int, int, bytes]:
         """dissect's ``SquashFS._read_metadata``: the same result."""
@@ -339,6 +342,13 @@ class _Metadata:
             return block, end, data[offset:end]
         return self._spanning(block, offset, length)  # type: ignore[no-any-return]
 
+    def owner(self, index: int) -> int:
+        """dissect's ``SquashFS._lookup_id``, each id read once (every inode asks for two)."""
+        found = self._ids.get(index)
+        if found is None:
+            found = self._ids[index] = self._lookup_id(index)
+        return found
+
     def fragment(self, index: int) -> Any:
         """dissect's ``SquashFS._lookup_fragment``, each entry parsed once (every file with a tail asks)."""
         entry = self._fragments.get(index)
@@ -352,7 +362,7 @@ class _Fs(Filesystem):
         self.fs = fs
         fs._read_block = _SharedBlocks(fs._read_block.__wrapped__)
         meta = _Metadata(fs)
-        fs._read_metadata, fs._lookup_fragment = meta.read, meta.fragment
+        fs._read_metadata, fs._lookup_fragment, fs._lookup_id = meta.read, meta.fragment, meta.owner
 
     @staticmethod
     def _node(inode: object) -> Node:
