@@ -121,3 +121,22 @@ def test_console_script_and_demo(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_console_script_ls_ends_with_everything_written(
+    shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nospy ls`` as a command ends its process at once (`process_end`): its output, a pipe's worth
+    many times over, and its issues are still written whole, and the exit code is the command's."""
+    exe = Path(sys.executable).with_name("nospy")
+    image = shared / "firmware" / "trendnet-tew733gr-rootfs.squashfs"
+    done = subprocess.run(
+        [str(exe), "ls", str(image), "--format", "json"], capture_output=True, check=False, timeout=120
+    )
+    assert run(["ls", str(image), "--format", "json"]) == 0
+    assert done.returncode == 0 and done.stdout.decode() == capsys.readouterr().out
+    assert len(done.stdout) > 1 << 18
+    blob = tmp_path / "notes.txt"  # no container: shown as one file, with an issue on stderr
+    blob.write_text("no image here\n" * 100)
+    done = subprocess.run([str(exe), "ls", str(blob)], capture_output=True, check=False, timeout=120)
+    assert done.returncode == 0 and b"not unpacked:" in done.stderr and done.stdout.count(b"\n") >= 3
