@@ -247,7 +247,7 @@ class _Engine:
         # where a magic was found only those few are asked, not every handler's pattern
         self._by_byte: list[list[tuple[Handler, re.Pattern[bytes]]]] = [[] for _ in range(256)]
         for handler, pattern in self.handlers:
-            for byte in _first_bytes(handler.PATTERNS):
+            for byte in _handler_first_bytes(tuple(handler.PATTERNS)):
                 self._by_byte[byte].append((handler, pattern))
         self._pool: ThreadPoolExecutor | None = None
         self.budget = Budget(limits)
@@ -571,6 +571,11 @@ def _first_bytes(patterns: Sequence[bytes]) -> set[int]:
             return set(range(256))
         out |= first
     return out
+
+
+@functools.cache  # every image's engine asks for the same handlers' (parsing them all takes 5 ms)
+def _handler_first_bytes(patterns: tuple[bytes, ...]) -> frozenset[int]:
+    return frozenset(_first_bytes(patterns))
 
 
 _ANY_BYTE = None  # what `_first_of` gives for "any byte": the caller widens to all 256
