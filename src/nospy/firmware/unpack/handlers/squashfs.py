@@ -76,7 +76,7 @@ _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as
 _NO_FRAGMENT = c_squashfs.SQUASHFS_INVALID_FRAG  # a file without a tail in a fragment block
 _XZ_ID = 4
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
-_METADATA_BYTES = 64 << 20  # decoded metadata blocks kept by `_Metadata`
+_METADATA_BYTES = 16 << 20  # decoded metadata blocks kept by `_Metadata` (a 100,000-file tree has ~8 MiB)
 _KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
 
 
