@@ -330,12 +330,16 @@ class _Metadata:
 
     def read(self, block: int, offset: int, length: int) -> tuple[int, int, bytes]:
         """dissect's ``SquashFS._read_metadata``: the same result."""
+        if not length:  # dissect reads nothing then, not even a block past the end (an empty symlink's)
+            return block, offset, b""
         got = self._blocks.get(block)
         if got is None:
             got = self._read_block(block)
-            if self._held < _METADATA_BYTES:
+            size = len(got[1])
+            # a block larger than the format's 8 KiB is corrupt: read, as dissect reads it, but not kept
+            if size <= c_squashfs.SQUASHFS_METADATA_SIZE and self._held + size <= _METADATA_BYTES:
                 self._blocks[block] = got
-                self._held += len(got[1])
+                self._held += size
         data = got[1]
         end = offset + length
         if offset >= 0 and end < len(data):  # within the block (a read to its very end moves to the next)
