@@ -127,16 +127,29 @@ def test_console_script_ls_ends_with_everything_written(
     shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``nospy ls`` as a command ends its process at once (`process_end`): its output, a pipe's worth
-    many times over, and its issues are still written whole, and the exit code is the command's."""
+    many times over, and its issues are still written whole, and the exit code is the command's; an
+    output that cannot be written is an error (exit 2), a reader that stops early is not."""
     exe = Path(sys.executable).with_name("nospy")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as for users
     image = shared / "firmware" / "trendnet-tew733gr-rootfs.squashfs"
     done = subprocess.run(
-        [str(exe), "ls", str(image), "--format", "json"], capture_output=True, check=False, timeout=120
+        [str(exe), "ls", str(image), "--format", "json"], capture_output=True, check=False, timeout=120, env=env
     )
     assert run(["ls", str(image), "--format", "json"]) == 0
     assert done.returncode == 0 and done.stdout.decode() == capsys.readouterr().out
     assert len(done.stdout) > 1 << 18
     blob = tmp_path / "notes.txt"  # no container: shown as one file, with an issue on stderr
     blob.write_text("no image here\n" * 100)
-    done = subprocess.run([str(exe), "ls", str(blob)], capture_output=True, check=False, timeout=120)
+    done = subprocess.run([str(exe), "ls", str(blob)], capture_output=True, check=False, timeout=120, env=env)
     assert done.returncode == 0 and b"not unpacked:" in done.stderr and done.stdout.count(b"\n") >= 3
+    with Path("/dev/full").open("wb") as full:  # the listing is held in stdout's buffer until the end
+        done = subprocess.run([str(exe), "ls", str(blob)], stdout=full, stderr=subprocess.PIPE, check=False, env=env)
+    assert done.returncode == 2 and b"the output could not be written" in done.stderr
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)  # ends without reading
+    reader.wait()
+    assert reader.stdin is not None
+    done = subprocess.run(
+        [str(exe), "ls", str(blob)], stdout=reader.stdin, stderr=subprocess.PIPE, check=False, env=env
+    )
+    reader.stdin.close()
+    assert done.returncode == 0, done.stderr

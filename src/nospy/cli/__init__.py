@@ -99,14 +99,29 @@ def run(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _flushed(code: int) -> int:
+    """Write out what stdout and stderr hold before the process ends at once; ``code``, or 2 when the
+    output could not be written (a full disk, an I/O error). A reader that stopped early (``| head``)
+    is no error, as Python's own exit would have it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a closed pipe, a closed stream
+            pass
+        except OSError as exc:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"error: the output could not be written: {exc}\n")
+                sys.stderr.flush()
+            code = code or 2
+    return code
+
+
 def main() -> None:
     process_end.ends = True
     code = run()
     if process_end.hard is not None:
         try:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head) ends nothing early
-                    stream.flush()
+            code = _flushed(code)
         finally:
             process_end.hard()
             os._exit(code)
