@@ -5,6 +5,8 @@ database (SQLite here; PostgreSQL runs the same models in test_server_storage)."
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from nospy.ledger.server import LogServer
 from nospy.ledger.storage import LogWriter, init_log
 from nospy.monitor import Monitor, follow
 from nospy.monitor import run as monitor_run
-from nospy.monitor.images import find_image
+from nospy.monitor.images import HttpStore, find_image
 from nospy.server.db import connect, migrate
 from serverlib import EXAMPLE_AGREEMENT, bearer, new_token, running
 
@@ -690,3 +692,86 @@ def test_monitor_loop_stops_when_its_log_forks(setup: Setup, images: Images, web
     assert proc.returncode == 1, err
     assert "log not trusted" in err
     assert [a["kind"] for a in webhook.received] == ["log-fork"]
+
+
+class _Files(SimpleHTTPRequestHandler):
+    """A web image store: the files of a folder; ``/broken/...`` answers 500."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/broken/"):
+            self.send_error(500)
+            return
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def _web_store(folder: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Files, directory=str(folder)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_images_fetched_from_a_web_store(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--images URL``: each release's image is fetched (by digest, in the blob layout, or by name),
+    kept in the data folder once its digest matches, and read from there afterwards; a file that does
+    not match leaves the release missing until the right one is served."""
+    web = setup.tmp / "web"
+    web.mkdir()
+    clean, bad, later = (sha256_file(p) for p in (images.clean, images.backdoored, images.later))
+    shutil.copy(images.clean, web / clean)
+    (web / bad[:2]).mkdir()
+    shutil.copy(images.backdoored, web / bad[:2] / bad)
+    (web / images.later.name).write_bytes(images.clean.read_bytes())  # not the 1.2 image
+    for image, version in ((images.clean, "1.0"), (images.backdoored, "1.1"), (images.later, "1.2")):
+        setup.release(image, version)
+    kept = setup.data / "images"
+    with _web_store(web) as url:
+        args = setup.args()
+        args[args.index("--images") + 1] = url
+        code, out, err = _run(args, capsys)
+        assert code == 1, err  # 1.1 fails the no-backdoor clause that 1.0 passed
+        assert "3 new release(s), 2 checked, 1 missing image(s), 1 alert(s)" in out, out
+        assert f"{url}{images.later.name} has sha256 {clean}" in err
+        assert sorted(p.name for p in kept.iterdir()) == sorted([clean, bad])  # no partial download left
+        (web / images.later.name).write_bytes(images.later.read_bytes())
+        shutil.rmtree(web / bad[:2])  # 1.2 is diffed against 1.1, whose image is now read from the data folder
+        code, out, err = _run(args, capsys)
+        assert code == 0 and "0 new release(s), 1 checked, 0 missing" in out, err
+        assert sha256_file(kept / later) == later
+    with sqlite3.connect(setup.data / "nospy.db") as db:
+        [(diff,)] = db.execute("SELECT diff_json FROM monitor_releases WHERE version = '1.2'").fetchall()
+    change = json.loads(diff)
+    assert change["firmware_problem"] is None and change["firmware"] is not None
+    assert "/etc/banner" in change["firmware"]["files"]["added"], change["firmware"]["files"]
+
+
+def test_web_store_limits_and_errors(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "fw.bin").write_bytes(b"firmware" * 1000)
+    digest = sha256_file(web / "fw.bin")
+    downloads = tmp_path / "dl"
+    with _web_store(web) as url:
+        small = HttpStore(url, downloads, max_bytes=100)
+        found = small.find(digest, "fw.bin")
+        assert found.path is None and found.problem is not None and "larger than 100 bytes" in found.problem
+        found = HttpStore(url + "broken", downloads).find(digest, "fw.bin")
+        assert found.problem is not None and found.problem.count("HTTP 500") == 3
+        found = HttpStore(url, downloads).find(digest, "../fw.bin")  # a name from the log picks no path
+        assert found.path is None and found.problem is not None and "../" not in found.problem
+        assert list(downloads.iterdir()) == []
+        assert HttpStore(url, downloads).find(digest, "fw.bin").path == downloads / digest
+    assert HttpStore("http://127.0.0.1:9/", downloads).find(digest, "fw.bin").path == downloads / digest  # kept
+    found = HttpStore("http://127.0.0.1:9/", tmp_path / "dl2").find(digest, "fw.bin")
+    assert found.path is None and found.problem is not None and "Connection refused" in found.problem
+    with pytest.raises(InputError, match="not an http"):
+        HttpStore("ftp://example/", downloads)

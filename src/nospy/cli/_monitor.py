@@ -16,23 +16,30 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from nospy.server.settings import Settings
+
 
 class HistoryFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
 
 
-def _database(data: Path | None, database_url: str | None) -> tuple[Engine, sessionmaker[Session]]:
+def _settings(data: Path | None, database_url: str | None) -> Settings:
     from pydantic import ValidationError  # noqa: PLC0415
 
     from nospy.errors import InputError  # noqa: PLC0415
-    from nospy.server.db import connect, migrate  # noqa: PLC0415
     from nospy.server.settings import Settings  # noqa: PLC0415
 
     try:
-        settings = Settings.from_env(data_dir=data, database_url=database_url)
+        return Settings.from_env(data_dir=data, database_url=database_url)
     except ValidationError as exc:
         raise InputError(exc.errors(include_url=False)[0]["msg"]) from None
+
+
+def _database(data: Path | None, database_url: str | None) -> tuple[Engine, sessionmaker[Session]]:
+    from nospy.server.db import connect, migrate  # noqa: PLC0415
+
+    settings = _settings(data, database_url)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine, sessions = connect(settings.url)
@@ -48,8 +55,11 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
     log: str = typer.Option(..., "--log", help="The transparency log: a folder or an http(s) URL (C2SP tlog-tiles)."),
     log_key: Path = typer.Option(..., "--log-key", help="The log's verifier key (.vkey)."),
     agreement: Path = typer.Option(..., "--agreement", help="The agreement: signed (DSSE JSON) or plain YAML/JSON."),
-    images: Path = typer.Option(
-        ..., "--images", help="Image store: a folder holding images named by SHA-256 or by the manifest's file name."
+    images: str = typer.Option(
+        ...,
+        "--images",
+        help="Image store: a folder or an http(s) URL, holding images named by SHA-256 (or XX/SHA-256) or by the"
+        " manifest's file name; images fetched over HTTP are kept in the data folder's images/.",
     ),
     key: list[Path] = typer.Option(
         [], "--key", "-k", help="Verifier key (.vkey) of a party that must have signed the agreement; repeatable."
@@ -105,6 +115,7 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
             say=lambda text: err_console.print(text, markup=False),
             cache=cache,
             stale_after=stale_after,
+            downloads=_settings(data, database_url).data_dir / "images",
         )
         while True:
             try:

@@ -1,21 +1,37 @@
-"""Finding a release's image in the image store (a folder), by content.
+"""Finding a release's image in the image store, by content: a folder, or a web server (an http(s) URL).
 
 Where it may be, in order: ``STORE/<sha256>``, ``STORE/<sha256[:2]>/<sha256>`` (the web service's
 blob layout), then ``STORE/<name>`` with the manifest's subject name when that is a plain file name
 (no folder part, no ``..``: the name comes from the log and is not trusted to pick a path). Whatever
 file is found is hashed, and used only when its SHA-256 is the one the signed release names.
+
+An image fetched over HTTP is streamed to a private folder (``downloads``) while it is hashed, under a
+size limit, and kept there under its SHA-256 once it matches: the next round (and the next release's
+diff against it) reads it from there. What does not match is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
+import os
 import re
+import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
 
 from nospy.errors import InputError
 from nospy.ledger.release import sha256_file
 
-__all__ = ["Lookup", "find_image"]
+__all__ = ["MAX_IMAGE_BYTES", "FolderStore", "HttpStore", "ImageStore", "Lookup", "find_image", "open_store"]
+
+MAX_IMAGE_BYTES = 4 << 30  # the largest image fetched over HTTP
+_CHUNK = 1 << 20
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+@-]{0,254}")
@@ -29,13 +45,124 @@ class Lookup:
     problem: str | None = None
 
 
-def candidates(store: Path, sha256: str, name: str) -> list[Path]:
+def _names(sha256: str, name: str) -> list[str]:
+    """Where in a store the image may be, relative to it (see the module docstring)."""
     if not _SHA256.fullmatch(sha256):
         raise InputError(f"not a SHA-256 digest: {sha256[:80]!r}")
-    out = [store / sha256, store / sha256[:2] / sha256]
+    out = [sha256, f"{sha256[:2]}/{sha256}"]
     if _PLAIN_NAME.fullmatch(name) and ".." not in name:
-        out.append(store / name)
+        out.append(name)
     return out
+
+
+def candidates(store: Path, sha256: str, name: str) -> list[Path]:
+    return [store / rel for rel in _names(sha256, name)]
+
+
+class ImageStore(Protocol):
+    location: str
+
+    def find(self, sha256: str, name: str) -> Lookup:
+        """The image whose SHA-256 is ``sha256``, as a local file, or why there is none."""
+        ...
+
+
+class FolderStore:
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: the image store must be a folder or an http(s) URL")
+        self.folder, self.location = folder, str(folder)
+
+    def find(self, sha256: str, name: str) -> Lookup:
+        return find_image(self.folder, sha256, name)
+
+
+class _AbsentError(Exception):
+    """The server has no file there (404, 410)."""
+
+
+class HttpStore:
+    """Images on a web server at a URL prefix, fetched into ``downloads`` (see the module docstring)."""
+
+    def __init__(
+        self, prefix: str, downloads: Path, *, max_bytes: int = MAX_IMAGE_BYTES, timeout: float = 60.0
+    ) -> None:
+        if not prefix.startswith(("http://", "https://")):
+            raise InputError(f"{prefix}: not an http(s) URL")
+        self.prefix, self.location = prefix.rstrip("/"), prefix
+        self.downloads, self.max_bytes, self.timeout = downloads, max_bytes, timeout
+        try:
+            downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{downloads}: cannot keep fetched images there: {exc.strerror or exc}") from None
+
+    def find(self, sha256: str, name: str) -> Lookup:
+        names = _names(sha256, name)
+        kept = self.downloads / sha256
+        with contextlib.suppress(InputError):
+            if kept.is_file() and sha256_file(kept) == sha256:
+                return Lookup(kept)
+        problems: list[str] = []
+        urls = [f"{self.prefix}/{quote(rel)}" for rel in names]
+        for url in urls:
+            try:
+                digest, part = self._fetch(url)
+            except _AbsentError:
+                continue
+            except InputError as exc:
+                problems.append(str(exc))
+                continue
+            if digest == sha256:
+                part.replace(kept)
+                return Lookup(kept)
+            part.unlink(missing_ok=True)
+            problems.append(f"{url} has sha256 {digest}")
+        problem = f"image sha256 {sha256} is not in the image store (looked for {' or '.join(urls)})"
+        if problems:
+            problem += "; " + "; ".join(problems)
+        return Lookup(None, problem)
+
+    def _fetch(self, url: str) -> tuple[str, Path]:
+        """The SHA-256 of what ``url`` serves and the file it was streamed to (``downloads/.part-*``)."""
+        fd, name = tempfile.mkstemp(prefix=".part-", dir=self.downloads)
+        part = Path(name)
+        try:
+            return self._stream(url, fd), part
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+
+    def _stream(self, url: str, fd: int) -> str:
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})  # noqa: S310 - scheme checked
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                declared = resp.headers.get("Content-Length")
+                if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise InputError(f"{url}: larger than {self.max_bytes} bytes ({declared})")
+                h, size = hashlib.sha256(), 0
+                while chunk := resp.read(_CHUNK):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise InputError(f"{url}: larger than {self.max_bytes} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+                return h.hexdigest()
+        except urllib.error.HTTPError as exc:
+            if exc.code in {404, 410}:
+                raise _AbsentError from None
+            raise InputError(f"{url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            raise InputError(f"{url}: {exc}") from None
+
+
+def open_store(location: str | Path, downloads: Path | None) -> ImageStore:
+    """A store at a folder or an http(s) URL; ``downloads``: where images fetched over HTTP are kept."""
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        if downloads is None:
+            raise InputError(f"{text}: an image store on the web needs a folder to keep the images it fetches")
+        return HttpStore(text, downloads)
+    return FolderStore(Path(text))
 
 
 def find_image(store: Path, sha256: str, name: str) -> Lookup:

@@ -52,7 +52,7 @@ from nospy.ledger.interface import open_source
 from nospy.ledger.release import read_release
 from nospy.monitor import alerts, follow
 from nospy.monitor.evaluate import check_release, compare
-from nospy.monitor.images import find_image
+from nospy.monitor.images import open_store
 from nospy.server.db import (
     MonitorAlert,
     MonitorLog,
@@ -110,16 +110,16 @@ class Monitor:
         log: str,
         log_key: VerifierKey,
         agreement: Agreement,
-        images: Path,
+        images: Path | str,
         signed_by: Sequence[str] = (),
         vendor_keys: Sequence[VerifierKey] | None = None,
         webhook: str | None = None,
         say: Callable[[str], None] = lambda _: None,
         cache: ContentCache | None = None,
         stale_after: float = STALE_AFTER,
+        downloads: Path | None = None,
     ) -> None:
-        if not images.is_dir():
-            raise InputError(f"{images}: the image store must be a folder")
+        self.store = open_store(images, downloads)  # downloads: where images fetched over HTTP are kept
         if vendor_keys is not None and not vendor_keys:
             raise InputError("a monitor that trusts no vendor key would accept no release: give --trust keys")
         self.sessions, self.location, self.log_key = sessions, log, log_key
@@ -127,7 +127,7 @@ class Monitor:
         if not isinstance(bind, Engine):
             raise TypeError("the monitor's sessions must be bound to an engine")
         self._engine = bind
-        self.agreement, self.images, self.signed_by = agreement, images, list(signed_by)
+        self.agreement, self.signed_by = agreement, list(signed_by)
         self.vendor_keys = list(vendor_keys) if vendor_keys is not None else None
         self.webhook = alerts.check_url(webhook) if webhook is not None else None
         if not (math.isfinite(stale_after) and 0 < stale_after <= _MAX_STALE_AFTER):
@@ -371,10 +371,12 @@ class Monitor:
 
     def _check_one(self, log_id: int, release_id: int, tree_size: int, result: RoundResult) -> None:
         # what is needed is read first; the check itself runs outside any transaction
+        with self.sessions() as s:
+            rel = s.get_one(MonitorRelease, release_id)
+            label, sha256, image_name = _release_label(rel), rel.sha256, rel.image_name
+        found = self.store.find(sha256, image_name)  # from a web store, a download: outside any transaction
         with self.sessions.begin() as s:
             rel = s.get_one(MonitorRelease, release_id)
-            label = _release_label(rel)
-            found = find_image(self.images, rel.sha256, rel.image_name)
             if found.path is None:
                 rel.state, rel.problem = ReleaseState.MISSING, found.problem
                 result.missing.append(f"{label}: {found.problem}")
@@ -414,7 +416,7 @@ class Monitor:
         before = Report.model_validate_json(before_json) if before_json else None
         old_image, old_problem = None, None
         if before_row is not None:
-            old = find_image(self.images, before_row["sha256"], before_row["image"])
+            old = self.store.find(before_row["sha256"], before_row["image"])
             old_image, old_problem = old.path, old.problem
         change = compare(before, report, old_image=old_image, new_image=found.path, old_problem=old_problem)
         verdicts = {v.clause.value: v.status.value for v in report.verdicts}
