@@ -701,10 +701,30 @@ class _Files(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path.startswith("/broken/"):
+        route, _, rest = self.path.lstrip("/").partition("/")
+        if route == "broken":
             self.send_error(500)
-            return
-        super().do_GET()
+        elif route in {"to-ftp", "to-here"}:  # a redirect to another scheme, or to the same store
+            self.send_response(302)
+            self.send_header("Location", f"ftp://127.0.0.1/{rest}" if route == "to-ftp" else f"/{rest}")
+            self.end_headers()
+        elif route in {"unsized", "slow", "huge"}:
+            self.send_response(200)
+            if route == "huge":
+                self.send_header("Content-Length", str(1 << 40))
+            self.end_headers()
+            data = (Path(self.directory) / rest).read_bytes()
+            step = 1 if route == "slow" else 1 << 16
+            for i in range(0, len(data), step):
+                try:
+                    self.wfile.write(data[i : i + step])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    break
+                if route == "slow":
+                    time.sleep(0.05)
+        else:
+            super().do_GET()
 
 
 @contextlib.contextmanager
@@ -771,6 +791,31 @@ def test_web_store_limits_and_errors(tmp_path: Path) -> None:
         assert list(downloads.iterdir()) == []
         assert HttpStore(url, downloads).find(digest, "fw.bin").path == downloads / digest
     assert HttpStore("http://127.0.0.1:9/", downloads).find(digest, "fw.bin").path == downloads / digest  # kept
+    (downloads / digest).write_bytes(b"corrupted")  # a kept file is hashed again before use: fetched anew
+    with _web_store(web) as url:
+        calls: list[None] = []
+        found = HttpStore(url + "to-here", downloads, progress=lambda: calls.append(None)).find(digest, "fw.bin")
+        assert found.path == downloads / digest and sha256_file(downloads / digest) == digest and calls
+        (downloads / digest).unlink()
+        for route, max_seconds, problem in (
+            ("unsized", 60.0, "larger than 100 bytes"),  # no Content-Length: counted as it comes
+            ("huge", 60.0, f"larger than 100 bytes ({1 << 40})"),  # refused before any byte is read
+            ("slow", 0.3, "not fetched within 0.3 s"),  # a server that trickles: the download's own deadline
+            ("to-ftp", 60.0, "refused (http(s) only"),
+        ):
+            store = HttpStore(
+                url + route, downloads, max_bytes=100 if route != "slow" else 1 << 20, max_seconds=max_seconds
+            )
+            found = store.find(digest, "fw.bin")
+            assert found.path is None and found.problem is not None and problem in found.problem, (route, found)
+    assert list(downloads.iterdir()) == []
+    # a partial download left by a killed monitor is deleted by the next store, one being written is not
+    dead, live = downloads / ".part-dead", downloads / ".part-live"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"x")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    HttpStore("http://127.0.0.1:9/", downloads)
+    assert sorted(p.name for p in downloads.iterdir()) == [".part-live"]
     found = HttpStore("http://127.0.0.1:9/", tmp_path / "dl2").find(digest, "fw.bin")
     assert found.path is None and found.problem is not None and "Connection refused" in found.problem
     with pytest.raises(InputError, match="not an http"):

@@ -18,12 +18,14 @@ import http.client
 import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import quote
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 from nospy.errors import InputError
 from nospy.ledger.release import sha256_file
@@ -81,20 +83,59 @@ class _AbsentError(Exception):
     """The server has no file there (404, 410)."""
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects only to http(s), and never from https down to http (urllib would follow one to ftp)."""
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        scheme, old = urlsplit(newurl).scheme.lower(), urlsplit(req.full_url).scheme.lower()
+        if scheme not in {"http", "https"} or (old == "https" and scheme != "https"):
+            raise InputError(f"{req.full_url}: redirect to {newurl[:200]} refused (http(s) only, never https to http)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_Redirects)
+_STALE_PART = 600.0  # seconds since its last write after which a partial download is a dead monitor's
+
+
 class HttpStore:
-    """Images on a web server at a URL prefix, fetched into ``downloads`` (see the module docstring)."""
+    """Images on a web server at a URL prefix, fetched into ``downloads`` (see the module docstring).
+
+    Each download is bounded: ``max_bytes``, ``timeout`` seconds without data, ``max_seconds`` in all.
+    ``progress`` is called as data arrives (the monitor renews its round's sign of life). Partial
+    downloads left by a monitor that was killed are deleted by the next store opened on the folder.
+    """
 
     def __init__(
-        self, prefix: str, downloads: Path, *, max_bytes: int = MAX_IMAGE_BYTES, timeout: float = 60.0
+        self,
+        prefix: str,
+        downloads: Path,
+        *,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        timeout: float = 60.0,
+        max_seconds: float = 3600.0,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         if not prefix.startswith(("http://", "https://")):
             raise InputError(f"{prefix}: not an http(s) URL")
         self.prefix, self.location = prefix.rstrip("/"), prefix
         self.downloads, self.max_bytes, self.timeout = downloads, max_bytes, timeout
+        self.max_seconds, self.progress = max_seconds, progress
         try:
             downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{downloads}: cannot keep fetched images there: {exc.strerror or exc}") from None
+        for part in downloads.glob(".part-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - part.stat().st_mtime > _STALE_PART:
+                    part.unlink()
 
     def find(self, sha256: str, name: str) -> Lookup:
         names = _names(sha256, name)
@@ -112,11 +153,15 @@ class HttpStore:
             except InputError as exc:
                 problems.append(str(exc))
                 continue
-            if digest == sha256:
-                part.replace(kept)
-                return Lookup(kept)
-            part.unlink(missing_ok=True)
-            problems.append(f"{url} has sha256 {digest}")
+            try:
+                if digest == sha256:
+                    part.replace(kept)
+                    return Lookup(kept)
+                problems.append(f"{url} has sha256 {digest}")
+            except OSError as exc:
+                problems.append(f"{kept}: {exc.strerror or exc}")
+            finally:
+                part.unlink(missing_ok=True)
         problem = f"image sha256 {sha256} is not in the image store (looked for {' or '.join(urls)})"
         if problems:
             problem += "; " + "; ".join(problems)
@@ -124,7 +169,11 @@ class HttpStore:
 
     def _fetch(self, url: str) -> tuple[str, Path]:
         """The SHA-256 of what ``url`` serves and the file it was streamed to (``downloads/.part-*``)."""
-        fd, name = tempfile.mkstemp(prefix=".part-", dir=self.downloads)
+        try:
+            self.downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".part-", dir=self.downloads)
+        except OSError as exc:
+            raise InputError(f"{self.downloads}: {exc.strerror or exc}") from None
         part = Path(name)
         try:
             return self._stream(url, fd), part
@@ -134,18 +183,23 @@ class HttpStore:
 
     def _stream(self, url: str, fd: int) -> str:
         req = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})  # noqa: S310 - scheme checked
+        deadline = time.monotonic() + self.max_seconds
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with os.fdopen(fd, "wb") as out, _OPENER.open(req, timeout=self.timeout) as resp:
                 declared = resp.headers.get("Content-Length")
                 if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                     raise InputError(f"{url}: larger than {self.max_bytes} bytes ({declared})")
                 h, size = hashlib.sha256(), 0
-                while chunk := resp.read(_CHUNK):
-                    size += len(chunk)
+                # read1: what one read of the socket brings, so the deadline is checked however slow the server
+                while piece := resp.read1(_CHUNK):
+                    size += len(piece)
                     if size > self.max_bytes:
                         raise InputError(f"{url}: larger than {self.max_bytes} bytes")
-                    h.update(chunk)
-                    out.write(chunk)
+                    if time.monotonic() > deadline:
+                        raise InputError(f"{url}: not fetched within {self.max_seconds:g} s")
+                    h.update(piece)
+                    out.write(piece)
+                    self.progress()
                 return h.hexdigest()
         except urllib.error.HTTPError as exc:
             if exc.code in {404, 410}:
@@ -155,13 +209,13 @@ class HttpStore:
             raise InputError(f"{url}: {exc}") from None
 
 
-def open_store(location: str | Path, downloads: Path | None) -> ImageStore:
+def open_store(location: str | Path, downloads: Path | None, progress: Callable[[], None] = lambda: None) -> ImageStore:
     """A store at a folder or an http(s) URL; ``downloads``: where images fetched over HTTP are kept."""
     text = str(location)
     if text.startswith(("http://", "https://")):
         if downloads is None:
             raise InputError(f"{text}: an image store on the web needs a folder to keep the images it fetches")
-        return HttpStore(text, downloads)
+        return HttpStore(text, downloads, progress=progress)
     return FolderStore(Path(text))
 
 

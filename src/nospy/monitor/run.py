@@ -119,7 +119,8 @@ class Monitor:
         stale_after: float = STALE_AFTER,
         downloads: Path | None = None,
     ) -> None:
-        self.store = open_store(images, downloads)  # downloads: where images fetched over HTTP are kept
+        # downloads: where images fetched over HTTP are kept; a long download renews the round's sign of life
+        self.store = open_store(images, downloads, progress=self._alive)
         if vendor_keys is not None and not vendor_keys:
             raise InputError("a monitor that trusts no vendor key would accept no release: give --trust keys")
         self.sessions, self.location, self.log_key = sessions, log, log_key
