@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from nospy import keys
 from nospy.agreement import load as load_agreement
@@ -145,6 +146,17 @@ class Setup:
         else:
             with LogWriter(log_dir or self.log_dir) as writer:
                 writer.add([entry])
+
+    def monitor(self, sessions: sessionmaker[Session], **kwargs: Any) -> Monitor:
+        """A monitor of the example agreement on this log and image store, in this process."""
+        return Monitor(
+            sessions,
+            log=self.url,
+            log_key=self.log_key.verifier,
+            agreement=load_agreement(EXAMPLE_AGREEMENT),
+            images=self.store,
+            **kwargs,
+        )
 
     def args(self, *extra: str, log: str | None = None) -> list[str]:
         return [
@@ -440,15 +452,7 @@ def test_webhook_retries_and_outbox(setup: Setup, images: Images, tmp_path: Path
     down.server_close()  # nothing listens there now
 
     def monitor(url: str) -> Monitor:
-        return Monitor(
-            sessions,
-            log=setup.url,
-            log_key=setup.log_key.verifier,
-            agreement=load_agreement(EXAMPLE_AGREEMENT),
-            images=setup.store,
-            vendor_keys=[setup.vendor.verifier],
-            webhook=url,
-        )
+        return setup.monitor(sessions, vendor_keys=[setup.vendor.verifier], webhook=url)
 
     first = monitor(dead_url).run_round()
     assert len(first.alerts) == 1 and len(first.undelivered) == 1
@@ -534,18 +538,7 @@ def test_a_round_is_left_to_the_monitor_already_in_one(
             checking.set()
             assert go_on.wait(120)
 
-    def monitor(**kwargs: Any) -> Monitor:
-        return Monitor(
-            sessions,
-            log=setup.url,
-            log_key=setup.log_key.verifier,
-            agreement=load_agreement(EXAMPLE_AGREEMENT),
-            images=setup.store,
-            webhook=webhook.url,
-            **kwargs,
-        )
-
-    first = monitor(say=say)
+    first = setup.monitor(sessions, webhook=webhook.url, say=say)
     results = []
     thread = threading.Thread(target=lambda: results.append(first.run_round()))
     thread.start()
@@ -586,7 +579,7 @@ def test_a_round_is_left_to_the_monitor_already_in_one(
         db.execute(
             "INSERT INTO monitor_rounds VALUES (?, 'dead', 'process 1 on gone', ?, ?)", (lock, long_ago, long_ago)
         )
-    other = monitor()
+    other = setup.monitor(sessions, webhook=webhook.url)
     assert other._stuck() is not None
 
     def taken_over(_: float) -> None:
