@@ -431,7 +431,7 @@ class _Engine:
         try:
             for path, node, ref in fs.walk(Context(self.budget, chain, self._issues())):
                 nodes.append((path, node, ref))
-                if node.type is EntryType.FILE and node.size >= _MIN_NESTED and not _named_nested(path):
+                if _sniffed(path, node):
                     heads.add(ref)
         except LimitError:
             heads.cancel()
@@ -471,7 +471,7 @@ class _Engine:
         read = iter(heads)
         try:
             for path, node, ref in files:
-                by_name = _named_nested(path)
+                by_name = not _sniffed(path, node)  # large enough, so named as an image
                 if not by_name:
                     head = next(read)
                     self.budget.check_time()
@@ -654,8 +654,15 @@ def _yara_regex(pattern: bytes) -> str:
     return "".join(out)
 
 
-def _named_nested(path: str) -> bool:
-    return _NESTED_NAME.search(posixpath.basename(path)) is not None
+def _sniffed(path: str, node: Node) -> bool:
+    """Whether a file is told an image or not by its first bytes (`_Engine._nested_files`): one large
+    enough to be one and not named as one. `_Engine._walk` reads those bytes ahead (`_Heads`) for
+    exactly these files, in the walk's order, so both ask this."""
+    return (
+        node.type is EntryType.FILE
+        and node.size >= _MIN_NESTED
+        and _NESTED_NAME.search(posixpath.basename(path)) is None
+    )
 
 
 def _read_heads(fs: Filesystem, refs: list[object]) -> list[bytes | Exception]:
