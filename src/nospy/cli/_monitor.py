@@ -36,10 +36,9 @@ def _settings(data: Path | None, database_url: str | None) -> Settings:
         raise InputError(exc.errors(include_url=False)[0]["msg"]) from None
 
 
-def _database(data: Path | None, database_url: str | None) -> tuple[Engine, sessionmaker[Session]]:
+def _database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     from nospy.server.db import connect, migrate  # noqa: PLC0415
 
-    settings = _settings(data, database_url)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine, sessions = connect(settings.url)
@@ -97,7 +96,8 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
         err_console.print(
             f"[yellow]note:[/] agreement {parsed.id} names no products: every release in the log is checked"
         )
-    engine, sessions = _database(data, database_url)
+    settings = _settings(data, database_url)
+    engine, sessions = _database(settings)
     from nospy.firmware.cache import ContentCache  # noqa: PLC0415
 
     # releases of one product share most files: the content cache (same database) analyses only what changed
@@ -115,7 +115,7 @@ def monitor(  # noqa: PLR0917 - typer passes every option as a parameter
             say=lambda text: err_console.print(text, markup=False),
             cache=cache,
             stale_after=stale_after,
-            downloads=_settings(data, database_url).data_dir / "images",
+            downloads=settings.data_dir / "images",
         )
         while True:
             try:
@@ -167,7 +167,7 @@ def history(
     from nospy.errors import InputError  # noqa: PLC0415
     from nospy.monitor import history as hist  # noqa: PLC0415
 
-    engine, sessions = _database(data, database_url)
+    engine, sessions = _database(_settings(data, database_url))
     try:
         with sessions() as session:
             rows = hist.releases(session, product)
