@@ -214,3 +214,118 @@ def yaffs2(root: Path, out: Path, page: int = 2048, spare: int = 64) -> None:
 
 
 BUILDERS["yaffs2"] = yaffs2
+
+
+def squashfs3(root: Path, out: Path) -> None:
+    """A squashfs 3.1 image of ``root``, uncompressed, laid out as squashfs-tools 3.x wrote it
+    (``squashfs_fs.h`` of 3.x: packed little-endian bit fields). No Debian tool writes 3.x any more;
+    Debian's unsquashfs still reads it, and the unpacker reads it through unsquashfs. Like the other
+    squashfs builders' pseudo file, a /dev/console device is added.
+    """
+    block, meta = 1 << 16, 8192
+    data, inodes, dirs = bytearray(), bytearray(), bytearray()
+    uids: list[int] = []
+    gids: list[int] = []
+    numbers: dict[str, int] = {}
+    order: list[str] = []  # children before their directory, as mksquashfs numbers them
+
+    def kids(rel: str) -> list[str]:
+        if rel == "dev":
+            return ["dev/console"]
+        names = sorted(p.name for p in (root / rel).iterdir()) + ([] if rel else ["dev"])
+        return [f"{rel}/{n}".lstrip("/") for n in sorted(names)]
+
+    def is_dir(rel: str) -> bool:
+        return rel in {"", "dev"} or (rel != "dev/console" and (root / rel).is_dir() and not (root / rel).is_symlink())
+
+    def number(rel: str) -> None:
+        for child in kids(rel) if is_dir(rel) else []:
+            number(child)
+        order.append(rel)
+        numbers[rel] = len(order)
+
+    def ref(pos: int) -> tuple[int, int]:  # (metadata block, as its offset in the table; offset in it)
+        return pos // meta * (meta + 2), pos % meta
+
+    def owner(table: list[int], value: int) -> int:
+        if value not in table:
+            table.append(value)
+        return table.index(value)
+
+    number("")
+    refs: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    for rel in order:
+        st = (root / rel).lstat() if rel not in {"dev", "dev/console"} else None
+        mode = stat.S_IMODE(st.st_mode) if st else (0o755 if rel == "dev" else 0o600)
+        uid, gid = (st.st_uid, st.st_gid) if st else (0, 0)
+        head = (mode << 4) | (owner(uids, uid) << 16) | (owner(gids, gid) << 24)
+        refs[rel] = len(inodes)
+        if is_dir(rel):
+            listing, entries = len(dirs), kids(rel)
+            i = 0
+            while i < len(entries):  # a header per run of at most 256 entries whose inodes share a block
+                start = ref(refs[entries[i]])[0]
+                run_ = [entries[i]]
+                for e in entries[i + 1 : i + 256]:
+                    if ref(refs[e])[0] != start or abs(numbers[e] - numbers[run_[0]]) > 0x7FFF:
+                        break
+                    run_.append(e)
+                dirs.extend(struct.pack("<BII", len(run_) - 1, start, numbers[run_[0]]))
+                for e in run_:
+                    name = e.rsplit("/", 1)[-1].encode()
+                    word = ref(refs[e])[1] | (kinds[e] << 13)
+                    dirs.extend(struct.pack("<HBh", word, len(name) - 1, numbers[e] - numbers[run_[0]]) + name)
+                i += len(run_)
+            start, offset = ref(listing)
+            parent = numbers[rel.rpartition("/")[0]] if rel else len(order) + 1
+            size = len(dirs) - listing + 3  # squashfs counts . and .. as 3 bytes
+            kinds[rel] = 1
+            inodes.extend(struct.pack("<IIIIIII", 1 | head, 0, numbers[rel], 2, size | (offset << 19), start, parent))
+        elif rel == "dev/console":
+            kinds[rel] = 5
+            inodes.extend(struct.pack("<IIIIH", 5 | head, 0, numbers[rel], 1, (5 << 8) | 1))
+        elif st is not None and stat.S_ISLNK(st.st_mode):
+            target = str((root / rel).readlink()).encode()
+            kinds[rel] = 3
+            inodes.extend(struct.pack("<IIIIH", 3 | head, 0, numbers[rel], 1, len(target)) + target)
+        else:
+            content = (root / rel).read_bytes()
+            sizes = [len(content[i : i + block]) | (1 << 24) for i in range(0, len(content), block)]  # stored as is
+            kinds[rel] = 2
+            at = 119 + len(data)  # the data follows the 119-byte superblock
+            data.extend(content)
+            inodes.extend(struct.pack("<IIIQIII", 2 | head, 0, numbers[rel], at, 0xFFFFFFFF, 0, len(content)))
+            inodes.extend(struct.pack(f"<{len(sizes)}I", *sizes))
+
+    def table(stream: bytearray) -> bytes:  # uncompressed metadata blocks, each behind its 2-byte header
+        return b"".join(
+            struct.pack("<H", len(stream[i : i + meta]) | 0x8000) + stream[i : i + meta]
+            for i in range(0, len(stream), meta)
+        )
+
+    itab = 119 + len(data)
+    inode_table = table(inodes)
+    dtab = itab + len(inode_table)
+    dir_table = table(dirs)
+    uid_at = ftab = dtab + len(dir_table)  # no fragments: an empty fragment table
+    gid_at = uid_at + 4 * len(uids)
+    end = gid_at + 4 * len(gids)
+    sb = struct.pack(
+        "<IIIIIIIHHHHBBBIQIIIQQQQQQq",
+        0x73717368, len(order), end, uid_at, gid_at, itab, dtab, 3, 1, 0, 16,
+        0x1B, len(uids), len(gids), 0,  # no inode, data or fragment compression; no fragments
+        ref(refs[""])[0] << 16 | ref(refs[""])[1], block, 0, ftab, end, uid_at, gid_at, itab, dtab, ftab, -1,
+    )  # fmt: skip
+    assert len(sb) == 119
+    out.write_bytes(
+        sb
+        + data
+        + inode_table
+        + dir_table
+        + struct.pack(f"<{len(uids)}I", *uids)
+        + struct.pack(f"<{len(gids)}I", *gids)
+    )
+
+
+BUILDERS["squashfs3"] = squashfs3

@@ -22,8 +22,10 @@ from typing import BinaryIO, Literal
 
 from nospy.firmware.unpack.base import Chunk, Context, FlatFilesystem, FormatError, Node, mode_type
 
+# a device shows its major and minor numbers ("5,  1") where other entries show their size
 _LINE = re.compile(
-    r"^(?P<mode>[-dlcbps][-rwxsStT]{9}) (?P<uid>\d+)/(?P<gid>\d+)\s+(?P<size>[\d,]+)\s+\S+ \S+ (?P<path>.*)$"
+    r"^(?P<mode>[-dlcbps][-rwxsStT]{9}) (?P<uid>\d+)/(?P<gid>\d+)\s+"
+    r"(?:(?P<device>\d+,\s*\d+)|(?P<size>[\d,]+))\s+\S+ \S+ (?P<path>.*)$"
 )
 _PERMS = {"r": 4, "w": 2, "x": 1}
 _TYPES = {"-": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "c": stat.S_IFCHR, "b": stat.S_IFBLK}
@@ -98,7 +100,8 @@ def open_legacy(data: memoryview, offset: int, ctx: Context, major: int, big: bo
             path, link = path.split(" -> ", 1)
         mode = _mode(m["mode"])
         kind = mode_type(mode)
-        node = Node(kind, stat.S_IMODE(mode), int(m["uid"]), int(m["gid"]), int(m["size"].replace(",", "")), link)
+        size = 0 if m["device"] else int(m["size"].replace(",", ""))
+        node = Node(kind, stat.S_IMODE(mode), int(m["uid"]), int(m["gid"]), size, link)
         fs.add(path, node, root / path.lstrip("/"))
         count += 1
     if not count:
