@@ -136,6 +136,22 @@ def test_trx_with_kernel_and_rootfs(rootfs: Path, workdir: Path) -> None:
     assert tree.read(f"{PREFIX}/trx@0x0/part0/gzip@0x1c/data") == b"kernel" * 1000
 
 
+def test_tplink_header_with_kernel_and_rootfs(rootfs: Path, workdir: Path) -> None:
+    """TP-Link v1 (mktplinkfw.c): a 512-byte big-endian header naming the kernel and the root filesystem."""
+    kernel = zlib.compress(b"kernel" * 1000, wbits=31)
+    squash = build("squashfs-xz", rootfs, workdir).read_bytes()
+    header = struct.pack(">I24s36sII", 1, b"TP-LINK Technologies", b"ver. 1.0", 0x07410001, 1).ljust(0x74, b"\0")
+    total = 512 + len(kernel) + len(squash)
+    header += struct.pack(">9I", 0, 0, total, 512, len(kernel), 512 + len(kernel), len(squash), 0, 0)
+    image = workdir / "tplink.bin"
+    image.write_bytes(header.ljust(512, b"\0") + kernel + squash)
+    tree = open_image(image)
+    assert tree.issues == []
+    assert tree.root_chain == f"tplink.bin!tplink@0x0!rootfs!squashfs@{512 + len(kernel):#x}"
+    assert tree.read(f"{PREFIX}/tplink@0x0/kernel/gzip@0x200/data") == b"kernel" * 1000
+    assert tree.read("/etc/shadow") == (rootfs / "etc/shadow").read_bytes()
+
+
 def test_seama_and_chk_vendor_headers(rootfs: Path, workdir: Path) -> None:
     """D-Link SEAMA (seama.h) and Netgear CHK (mkchkimg.c) around a kernel and a squashfs."""
     squash = build("squashfs-xz", rootfs, workdir).read_bytes()
