@@ -304,6 +304,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     # one target per unpack handler, and one with all of them (nested images)
     **{f"unpack_{h.NAME}": _unpack_with((h,)) for h in HANDLERS},
     "unpack_image": _unpack_with(HANDLERS),
+    # the squashfs handler again, seeded with the 2.x and 3.x layouts it reads in process (`squashfs3`)
+    "unpack_squashfs3": _unpack_with(tuple(h for h in HANDLERS if h.NAME == "squashfs")),
     "inventory_csv": inventory_csv,
     "inventory_json": inventory_json,
     "inventory_yaml": inventory_yaml,

@@ -118,6 +118,7 @@ _UNPACK_SEEDS = Path(__file__).parent / "data" / "fuzz"
 SEEDS |= {f"unpack_{p.stem}": p.read_bytes() for p in _UNPACK_SEEDS.glob("*.bin") if not p.stem.endswith("-be")}
 # handlers of both byte orders: one seed of each, one after the other
 SEEDS["unpack_cramfs"] = (_UNPACK_SEEDS / "cramfs.bin").read_bytes() + (_UNPACK_SEEDS / "cramfs-be.bin").read_bytes()
+SEEDS["unpack_squashfs3"] += (_UNPACK_SEEDS / "squashfs2-be.bin").read_bytes()  # 3.x LZMA, then 2.x big-endian
 SEEDS["unpack_image"] = (_UNPACK_SEEDS / "tplink.bin").read_bytes() + (_UNPACK_SEEDS / "jffs2-be.bin").read_bytes()
 
 

@@ -4,9 +4,12 @@ the tree read back must equal the tree that went in (paths, types, modes, sizes,
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import shutil
+import stat
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -14,10 +17,11 @@ import pytest
 
 from nospy.firmware.tree import DirectoryTree, EntryType, FileTree
 from nospy.firmware.unpack import PREFIX, Limits, open_image
-from nospy.firmware.unpack.base import Context
+from nospy.firmware.unpack.base import Context, mode_type
 from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
+from nospy.firmware.unpack.handlers.squashfs_legacy import _LINE, _mode
 from nospy.firmware.unpack.limits import Budget
-from unpack_images import BUILDERS, build, make_rootfs, run, uimage
+from unpack_images import BUILDERS, OLD_SQUASHFS, build, make_rootfs, run, tool, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
 
@@ -66,6 +70,32 @@ def test_format_round_trip(name: str, rootfs: Path, workdir: Path) -> None:
     assert tree.read("/bin/sh", 4) == b"\x7fELF"  # through the symlink, inside the tree
     shadow = tree.get("/etc/shadow")
     assert shadow is not None and shadow.location == f"{tree.root_chain}!/etc/shadow"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in OLD_SQUASHFS if "lzma" not in n and "mixed" not in n))
+def test_old_squashfs_as_unsquashfs_reads_it(name: str, rootfs: Path, workdir: Path) -> None:
+    """The squashfs 2.x/3.x images the tests write (no Debian tool writes them) are read alike by Debian's
+    unsquashfs (zlib only): the in-process reader is held to an independent reader, not only to its writer."""
+    image = build(name, rootfs, workdir)
+    listing = subprocess.run(
+        [tool("unsquashfs"), "-lln", "-d", "", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    theirs = {}
+    for line in listing.splitlines():
+        m = _LINE.match(line)
+        if m:
+            path = m["path"].split(" -> ")[0] if m["mode"][0] == "l" else m["path"]
+            mode = _mode(m["mode"])
+            theirs[path or "/"] = (mode_type(mode).value, stat.S_IMODE(mode), int(m["uid"]), int(m["gid"]))
+    out = workdir / f"{name}.unsquashed"
+    subprocess.run(
+        [tool("unsquashfs"), "-no-xattrs", "-f", "-d", str(out), str(image)], capture_output=True, check=True
+    )
+    tree = open_image(image)
+    ours = {e.path: (e.type.value, e.mode, e.uid, e.gid) for e in tree.entries()}
+    assert ours == theirs
+    for e in tree.files():
+        assert tree.sha256(e.path) == hashlib.sha256((out / e.path.lstrip("/")).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("name", ["squashfs-xz", "jffs2-be", "ubi"])

@@ -22,7 +22,7 @@ from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base, image
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, _children, _INode, _VendorLzma
+from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, VendorLzma, _children, _INode
 from nospy.firmware.unpack.image import _Engine
 from nospy.firmware.unpack.limits import Budget, Limits
 from unpack_images import make_rootfs
@@ -90,7 +90,7 @@ def test_vendor_lzma_framings(framing: str) -> None:
         block = bytes([props]) + dict_size + len(data).to_bytes(8, "little") + _lzma1(data, 1, 2, 2)
     else:
         block = _lzma1(data, 3, 0, 2)
-    dec = _VendorLzma()
+    dec = VendorLzma()
     assert dec.decompress(block, len(data)) == data
     assert dec.decompress(block, len(data)) == data  # the framing found first is kept
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import itertools
 import lzma
 import os
 import shutil
 import stat
 import struct
 import subprocess
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,116 +218,265 @@ def yaffs2(root: Path, out: Path, page: int = 2048, spare: int = 64) -> None:
 BUILDERS["yaffs2"] = yaffs2
 
 
-def squashfs3(root: Path, out: Path) -> None:
-    """A squashfs 3.1 image of ``root``, uncompressed, laid out as squashfs-tools 3.x wrote it
-    (``squashfs_fs.h`` of 3.x: packed little-endian bit fields). No Debian tool writes 3.x any more;
-    Debian's unsquashfs still reads it, and the unpacker reads it through unsquashfs. Like the other
-    squashfs builders' pseudo file, a /dev/console device is added.
+def _bitfields(fields: list[tuple[int, int]], big: bool) -> bytes:
+    """(value, width in bits) packed as squashfs 2.x/3.x packs its headers (``squashfs_compat.h``):
+    little-endian from the lowest bit up, big-endian from the highest bit down."""
+    total = sum(width for _, width in fields)
+    value, pos = 0, 0
+    for field, width in fields:
+        assert 0 <= field < 1 << width, (field, width)
+        value |= field << (total - pos - width if big else pos)
+        pos += width
+    return value.to_bytes(total // 8, "big" if big else "little")
+
+
+class _Metadata:
+    """A squashfs 2.x/3.x metadata table written as mksquashfs writes it: 8 KiB blocks, each compressed
+    as it fills, so a reference (block's offset in the table, offset in the block) is known at once."""
+
+    def __init__(self, compress: Callable[[bytes], bytes], big: bool, check: bool) -> None:
+        self.compress, self.big, self.check = compress, big, check
+        self.out, self.buf = bytearray(), bytearray()
+
+    def ref(self) -> tuple[int, int]:
+        return len(self.out), len(self.buf)
+
+    def write(self, data: bytes) -> None:
+        self.buf.extend(data)
+        while len(self.buf) >= 8192:
+            self._flush(bytes(self.buf[:8192]))
+            del self.buf[:8192]
+
+    def _flush(self, block: bytes) -> None:
+        packed = self.compress(block)
+        word = len(packed) if len(packed) < len(block) else len(block) | 0x8000
+        self.out.extend(struct.pack(">H" if self.big else "<H", word) + (b"\xff" if self.check else b""))
+        self.out.extend(packed if len(packed) < len(block) else block)
+
+    def close(self) -> bytes:
+        if self.buf:
+            self._flush(bytes(self.buf))
+            self.buf.clear()
+        return bytes(self.out)
+
+
+def _squashfs_old(
+    major: int,
+    *,
+    big: bool = False,
+    comp: str = "none",
+    fragments: bool = False,
+    long: bool = False,
+    check: bool = False,
+) -> Callable[[Path, Path], None]:
+    """A squashfs 2.x or 3.x writer, laid out as squashfs-tools 2.x/3.x wrote it (``squashfs_compat.h``).
+
+    No Debian tool writes these layouts any more; Debian's ``unsquashfs`` still reads them with zlib.
+    ``comp`` is ``none``, ``gzip`` (zlib), ``lzma`` (LZMA-alone blocks, as the vendor LZMA patches, sqlzma
+    and its kin, write them) or ``mixed`` (both in turn); a block that does not shrink is stored. ``fragments`` puts the files
+    smaller than a block into shared fragment blocks; ``long`` writes the long directory and file inodes
+    (3.x writes them for large directories and files, or files with several links); ``check`` sets the
+    check-data flag (a marker byte after each metadata block's length). Like the other squashfs builders'
+    pseudo file, a /dev/console device is added.
     """
-    block, meta = 1 << 16, 8192
-    data, inodes, dirs = bytearray(), bytearray(), bytearray()
-    uids: list[int] = []
-    gids: list[int] = []
-    numbers: dict[str, int] = {}
-    order: list[str] = []  # children before their directory, as mksquashfs numbers them
+    order = ">" if big else "<"
+    block = 1 << 16
+    sb_size = 119 if major == 3 else 63
 
-    def kids(rel: str) -> list[str]:
-        if rel == "dev":
-            return ["dev/console"]
-        names = sorted(p.name for p in (root / rel).iterdir()) + ([] if rel else ["dev"])
-        return [f"{rel}/{n}".lstrip("/") for n in sorted(names)]
+    blocks = itertools.count()
 
-    def is_dir(rel: str) -> bool:
-        return rel in {"", "dev"} or (rel != "dev/console" and (root / rel).is_dir() and not (root / rel).is_symlink())
+    def compress(raw: bytes) -> bytes:
+        # "mixed": zlib and LZMA blocks in turn, as sqlzma writes whichever of the two is smaller
+        if comp == "gzip" or (comp == "mixed" and next(blocks) % 2):
+            return zlib.compress(raw, 9)
+        if comp in {"lzma", "mixed"}:
+            return lzma.compress(raw, format=lzma.FORMAT_ALONE)
+        return raw
 
-    def number(rel: str) -> None:
-        for child in kids(rel) if is_dir(rel) else []:
-            number(child)
-        order.append(rel)
-        numbers[rel] = len(order)
+    def build(root: Path, out: Path) -> None:
+        data = bytearray()
+        inodes, dirs = _Metadata(compress, big, check), _Metadata(compress, big, check)
+        frag_buf = bytearray()
+        frag_entries: list[tuple[int, int]] = []
+        uids: list[int] = []
+        gids: list[int] = []
+        numbers: dict[str, int] = {}
+        order_: list[str] = []  # children before their directory, as mksquashfs numbers them
 
-    def ref(pos: int) -> tuple[int, int]:  # (metadata block, as its offset in the table; offset in it)
-        return pos // meta * (meta + 2), pos % meta
+        def kids(rel: str) -> list[str]:
+            if rel == "dev":
+                return ["dev/console"]
+            names = sorted(p.name for p in (root / rel).iterdir()) + ([] if rel else ["dev"])
+            return [f"{rel}/{n}".lstrip("/") for n in sorted(names)]
 
-    def owner(table: list[int], value: int) -> int:
-        if value not in table:
-            table.append(value)
-        return table.index(value)
+        def is_dir(rel: str) -> bool:
+            return rel in {"", "dev"} or (
+                rel != "dev/console" and (root / rel).is_dir() and not (root / rel).is_symlink()
+            )
 
-    number("")
-    refs: dict[str, int] = {}
-    kinds: dict[str, int] = {}
-    for rel in order:
-        st = (root / rel).lstat() if rel not in {"dev", "dev/console"} else None
-        mode = stat.S_IMODE(st.st_mode) if st else (0o755 if rel == "dev" else 0o600)
-        uid, gid = (st.st_uid, st.st_gid) if st else (0, 0)
-        head = (mode << 4) | (owner(uids, uid) << 16) | (owner(gids, gid) << 24)
-        refs[rel] = len(inodes)
-        if is_dir(rel):
-            listing, entries = len(dirs), kids(rel)
-            i = 0
-            while i < len(entries):  # a header per run of at most 256 entries whose inodes share a block
-                start = ref(refs[entries[i]])[0]
-                run_ = [entries[i]]
-                for e in entries[i + 1 : i + 256]:
-                    if ref(refs[e])[0] != start or abs(numbers[e] - numbers[run_[0]]) > 0x7FFF:
-                        break
-                    run_.append(e)
-                dirs.extend(struct.pack("<BII", len(run_) - 1, start, numbers[run_[0]]))
-                for e in run_:
-                    name = e.rsplit("/", 1)[-1].encode()
-                    word = ref(refs[e])[1] | (kinds[e] << 13)
-                    dirs.extend(struct.pack("<HBh", word, len(name) - 1, numbers[e] - numbers[run_[0]]) + name)
-                i += len(run_)
-            start, offset = ref(listing)
-            parent = numbers[rel.rpartition("/")[0]] if rel else len(order) + 1
-            size = len(dirs) - listing + 3  # squashfs counts . and .. as 3 bytes
-            kinds[rel] = 1
-            inodes.extend(struct.pack("<IIIIIII", 1 | head, 0, numbers[rel], 2, size | (offset << 19), start, parent))
-        elif rel == "dev/console":
-            kinds[rel] = 5
-            inodes.extend(struct.pack("<IIIIH", 5 | head, 0, numbers[rel], 1, (5 << 8) | 1))
-        elif st is not None and stat.S_ISLNK(st.st_mode):
-            target = str((root / rel).readlink()).encode()
-            kinds[rel] = 3
-            inodes.extend(struct.pack("<IIIIH", 3 | head, 0, numbers[rel], 1, len(target)) + target)
-        else:
-            content = (root / rel).read_bytes()
-            sizes = [len(content[i : i + block]) | (1 << 24) for i in range(0, len(content), block)]  # stored as is
-            kinds[rel] = 2
-            at = 119 + len(data)  # the data follows the 119-byte superblock
-            data.extend(content)
-            inodes.extend(struct.pack("<IIIQIII", 2 | head, 0, numbers[rel], at, 0xFFFFFFFF, 0, len(content)))
-            inodes.extend(struct.pack(f"<{len(sizes)}I", *sizes))
+        def number(rel: str) -> None:
+            for child in kids(rel) if is_dir(rel) else []:
+                number(child)
+            order_.append(rel)
+            numbers[rel] = len(order_)
 
-    def table(stream: bytearray) -> bytes:  # uncompressed metadata blocks, each behind its 2-byte header
-        return b"".join(
-            struct.pack("<H", len(stream[i : i + meta]) | 0x8000) + stream[i : i + meta]
-            for i in range(0, len(stream), meta)
-        )
+        def owner(table: list[int], value: int) -> int:
+            if value not in table:
+                table.append(value)
+            return table.index(value)
 
-    itab = 119 + len(data)
-    inode_table = table(inodes)
-    dtab = itab + len(inode_table)
-    dir_table = table(dirs)
-    uid_at = ftab = dtab + len(dir_table)  # no fragments: an empty fragment table
-    gid_at = uid_at + 4 * len(uids)
-    end = gid_at + 4 * len(gids)
-    sb = struct.pack(
-        "<IIIIIIIHHHHBBBIQIIIQQQQQQq",
-        0x73717368, len(order), end, uid_at, gid_at, itab, dtab, 3, 1, 0, 16,
-        0x1B, len(uids), len(gids), 0,  # no inode, data or fragment compression; no fragments
-        ref(refs[""])[0] << 16 | ref(refs[""])[1], block, 0, ftab, end, uid_at, gid_at, itab, dtab, ftab, -1,
-    )  # fmt: skip
-    assert len(sb) == 119
-    out.write_bytes(
-        sb
-        + data
-        + inode_table
-        + dir_table
-        + struct.pack(f"<{len(uids)}I", *uids)
-        + struct.pack(f"<{len(gids)}I", *gids)
-    )
+        def stored(raw: bytes, word_bit: int) -> tuple[bytes, int]:  # (bytes written, size word)
+            packed = compress(raw)
+            return (packed, len(packed)) if len(packed) < len(raw) else (raw, len(raw) | word_bit)
+
+        def flush_fragments() -> None:
+            if frag_buf:
+                packed, word = stored(bytes(frag_buf), 1 << 24)
+                frag_entries.append((sb_size + len(data), word))
+                data.extend(packed)
+                frag_buf.clear()
+
+        number("")
+        refs: dict[str, tuple[int, int]] = {}
+        kinds: dict[str, int] = {}
+        for rel in order_:
+            st = (root / rel).lstat() if rel not in {"dev", "dev/console"} else None
+            mode = stat.S_IMODE(st.st_mode) if st else (0o755 if rel == "dev" else 0o600)
+            uid, gid = (st.st_uid, st.st_gid) if st else (0, 0)
+
+            def base(
+                kind: int, rel: str = rel, mode: int = mode, uid: int = uid, gid: int = gid
+            ) -> list[tuple[int, int]]:
+                head = [(kind, 4), (mode, 12), (owner(uids, uid), 8), (owner(gids, gid), 8)]
+                return head + ([(0, 32), (numbers[rel], 32)] if major == 3 else [])
+
+            refs[rel] = inodes.ref()
+            link_count = [(1, 32)] if major == 3 else []  # 3.x device and symlink inodes have nlink
+            if is_dir(rel):
+                listing, entries = dirs.ref(), kids(rel)
+                size = 0
+                i = 0
+                while i < len(entries):  # a header per run of at most 256 entries whose inodes share a block
+                    first = entries[i]
+                    run_ = [first]
+                    for e in entries[i + 1 : i + 256]:
+                        if refs[e][0] != refs[first][0] or abs(numbers[e] - numbers[first]) > 0x7FFF:
+                            break
+                        run_.append(e)
+                    header = [(len(run_) - 1, 8), (refs[first][0], 32 if major == 3 else 24)]
+                    piece = bytearray(_bitfields(header + ([(numbers[first], 32)] if major == 3 else []), big))
+                    for e in run_:
+                        name = e.rsplit("/", 1)[-1].encode()
+                        entry = [(refs[e][1], 13), (kinds[e], 3), (len(name) - 1, 8)]
+                        if major == 3:
+                            entry.append(((numbers[e] - numbers[first]) & 0xFFFF, 16))
+                        piece.extend(_bitfields(entry, big) + name)
+                    dirs.write(bytes(piece))
+                    size += len(piece)
+                    i += len(run_)
+                size += 3 if major == 3 else 0  # 3.x counts . and .. as 3 bytes
+                parent = numbers[rel.rpartition("/")[0]] if rel else len(order_) + 1
+                kinds[rel] = 1
+                if major == 3 and long:
+                    fields = [(2, 32), (size, 27), (listing[1], 13), (listing[0], 32), (0, 16), (parent, 32)]
+                    inodes.write(_bitfields([*base(8), *fields], big))
+                elif major == 3:
+                    fields = [(2, 32), (size, 19), (listing[1], 13), (listing[0], 32), (parent, 32)]
+                    inodes.write(_bitfields([*base(1), *fields], big))
+                elif long:
+                    fields = [(size, 27), (listing[1], 13), (0, 32), (listing[0], 24), (0, 16)]
+                    inodes.write(_bitfields([*base(8), *fields], big))
+                else:
+                    inodes.write(_bitfields([*base(1), (size, 19), (listing[1], 13), (0, 32), (listing[0], 24)], big))
+            elif rel == "dev/console":
+                kinds[rel] = 5
+                inodes.write(_bitfields([*base(5), *link_count, ((5 << 8) | 1, 16)], big))
+            elif st is not None and stat.S_ISLNK(st.st_mode):
+                target = str((root / rel).readlink()).encode()
+                kinds[rel] = 3
+                inodes.write(_bitfields([*base(3), *link_count, (len(target), 16)], big) + target)
+            else:
+                content = (root / rel).read_bytes()
+                start = sb_size + len(data)
+                fragment, frag_offset, words = 0xFFFFFFFF, 0, []
+                if fragments and 0 < len(content) < block:
+                    if len(frag_buf) + len(content) > block:
+                        flush_fragments()
+                    fragment, frag_offset = len(frag_entries), len(frag_buf)
+                    frag_buf.extend(content)
+                else:
+                    for at in range(0, len(content), block):
+                        packed, word = stored(content[at : at + block], 1 << 24)
+                        data.extend(packed)
+                        words.append(word)
+                kinds[rel] = 2
+                if major == 3 and long:
+                    fields = [(1, 32), (start, 64), (fragment, 32), (frag_offset, 32), (len(content), 64)]
+                    head = _bitfields([*base(9), *fields], big)
+                elif major == 3:
+                    head = _bitfields(
+                        [*base(2), (start, 64), (fragment, 32), (frag_offset, 32), (len(content), 32)], big
+                    )
+                else:
+                    fields = [(0, 32), (start, 32), (fragment, 32), (frag_offset, 32), (len(content), 32)]
+                    head = _bitfields([*base(2), *fields], big)
+                inodes.write(head + struct.pack(f"{order}{len(words)}I", *words))
+        flush_fragments()
+
+        itab = sb_size + len(data)
+        inode_table = inodes.close()
+        dtab = itab + len(inode_table)
+        dir_table = dirs.close()
+        # fragment entries (16 bytes in 3.x, 8 in 2.x) in metadata blocks, then the index of those blocks
+        frags = _Metadata(compress, big, check)
+        for start, word in frag_entries:
+            frags.write(
+                struct.pack(f"{order}QII", start, word, 0) if major == 3 else struct.pack(f"{order}II", start, word)
+            )
+        frag_table = frags.close()
+        frag_at = dtab + len(dir_table)
+        per_block = 8192 // (16 if major == 3 else 8)
+        pointers = [frag_at + i for i in _block_offsets(frag_table, check, big)][: -(-len(frag_entries) // per_block)]
+        index = struct.pack(f"{order}{len(pointers)}{'Q' if major == 3 else 'I'}", *pointers)
+        ftab = frag_at + len(frag_table)
+        uid_at = ftab + len(index)
+        gid_at = uid_at + 4 * len(uids)
+        end = gid_at + 4 * len(gids)
+        # squashfs_fs.h's flag bits: 0x0B inodes, data and fragments stored as is; 0x10 no fragments; 0x04 check data
+        flags = (0x0B if comp == "none" else 0) | (0 if fragments else 0x10) | (4 if check else 0)
+        root_ref = refs[""][0] << 16 | refs[""][1]
+        sb = struct.pack(
+            f"{order}IIIIIIIHHHHBBBIQIIIQQQQQQq",
+            0x73717368, len(order_), end, uid_at, gid_at, itab, dtab, major, 1, 0, 16,
+            flags, len(uids), len(gids), 0,
+            root_ref, block, len(frag_entries), ftab, end, uid_at, gid_at, itab, dtab, ftab, -1,
+        )[:sb_size]  # fmt: skip
+        tables = inode_table + dir_table + frag_table + index
+        owners = struct.pack(f"{order}{len(uids)}I", *uids) + struct.pack(f"{order}{len(gids)}I", *gids)
+        out.write_bytes(sb + data + tables + owners)
+
+    return build
 
 
-BUILDERS["squashfs3"] = squashfs3
+def _block_offsets(table: bytes, check: bool, big: bool) -> list[int]:
+    """Where each metadata block of ``table`` starts in it."""
+    starts, pos = [], 0
+    while pos < len(table):
+        starts.append(pos)
+        word = int.from_bytes(table[pos : pos + 2], "big" if big else "little")
+        pos += 2 + check + ((word & 0x7FFF) or 0x8000)
+    return starts
+
+
+OLD_SQUASHFS = {
+    "squashfs3": _squashfs_old(3),
+    "squashfs3-gzip": _squashfs_old(3, comp="gzip", fragments=True),
+    "squashfs3-be": _squashfs_old(3, big=True, comp="gzip", fragments=True, long=True),
+    "squashfs3-lzma": _squashfs_old(3, comp="lzma", fragments=True, long=True),
+    "squashfs3-be-lzma": _squashfs_old(3, big=True, comp="lzma", fragments=True),
+    "squashfs3-check": _squashfs_old(3, comp="gzip", fragments=True, check=True),
+    "squashfs3-mixed": _squashfs_old(3, comp="mixed", fragments=True),
+    "squashfs2": _squashfs_old(2, comp="gzip", fragments=True),
+    "squashfs2-be": _squashfs_old(2, big=True, comp="gzip", fragments=True, long=True),
+}
+BUILDERS.update(OLD_SQUASHFS)

@@ -63,3 +63,12 @@ sys.path.insert(0, "../..")
 from unpack_images import yaffs2
 yaffs2(Path(sys.argv[1]), Path("yaffs2.bin"), page=512, spare=16)
 PY
+# squashfs 3.x (vendor LZMA, fragments, long inodes) and 2.x big-endian: no Debian tool writes them either
+../../../.venv/bin/python - "$work/root" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, "../..")
+from unpack_images import OLD_SQUASHFS
+OLD_SQUASHFS["squashfs3-lzma"](Path(sys.argv[1]), Path("squashfs3.bin"))
+OLD_SQUASHFS["squashfs2-be"](Path(sys.argv[1]), Path("squashfs2-be.bin"))
+PY

@@ -8,8 +8,11 @@ Vendor variants handled: the magics ``shsq``/``hsqt``/``qshs`` used by Realtek, 
 SDKs, and LZMA blocks with the 13-byte LZMA-alone header, with only the 5-byte properties header
 (no size, as in the TRENDnet/Atheros trees), or with no header at all (fixed lc=3, lp=0, pb=2).
 
-Limitations: squashfs 2.x and 3.x (and 4.0 big-endian) are listed through Debian's ``unsquashfs``
-(see `squashfs_legacy`); LZMA-compressed 3.x trees of old Broadcom SDKs are not read.
+Older layouts: squashfs 2.x and 3.x (either byte order, zlib or a vendor LZMA) are read in process by
+`squashfs3`.
+
+Limitations: squashfs 1.x is listed through Debian's ``unsquashfs`` (`squashfs_legacy`), which rejects
+big-endian 4.0 (reported as unreadable); LZMA blocks in a framing other than the four above are not read.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class _StrictIO(ViewIO):
         return data
 
 
-class _VendorLzma:
+class VendorLzma:
     """squashfs "LZMA" blocks in any of the framings vendors use; the first that decodes is kept."""
 
     def __init__(self) -> None:
@@ -461,11 +464,16 @@ class Squashfs4(Handler):
         view = data[offset:end]
         fs = SquashFS(_StrictIO(view, ctx.budget, head[:4] != b"hsqs"))
         if sb.compression == _LZMA_ID:
-            fs._compression = _VendorLzma()
+            fs._compression = VendorLzma()
         return Chunk(offset, end, filesystem=_Fs(fs))
 
 
 def _legacy(data: memoryview, offset: int, ctx: Context, major: int, big: bool) -> Chunk | None:
-    from nospy.firmware.unpack.handlers.squashfs_legacy import open_legacy  # noqa: PLC0415 - rarely needed
+    # both rarely needed: imported when an old layout is found
+    if major in {2, 3}:
+        from nospy.firmware.unpack.handlers.squashfs3 import open_v3  # noqa: PLC0415
+
+        return open_v3(data, offset, ctx, major, big)
+    from nospy.firmware.unpack.handlers.squashfs_legacy import open_legacy  # noqa: PLC0415
 
     return open_legacy(data, offset, ctx, major, big)

@@ -1,12 +1,12 @@
-"""squashfs 1.x-3.x and big-endian trees, read through Debian's ``unsquashfs`` (squashfs-tools).
+"""squashfs 1.x and big-endian 4.0 trees, passed to Debian's ``unsquashfs`` (squashfs-tools).
 
-dissect.squashfs reads only little-endian 4.0; ``unsquashfs`` still reads the old layouts. The chunk
-is written to a private scratch directory (mode 0700, removed with the tree), listed with ``-lln``
-(numeric owners) and extracted there; files are then read with ``lstat``/``open`` only, never
-following links. References: squashfs-tools' ``unsquash-1.c``/``unsquash-2.c``/``unsquash-3.c``.
+dissect.squashfs reads little-endian 4.0 and `squashfs3` reads 2.x and 3.x; ``unsquashfs`` still reads
+the oldest layout. The chunk is written to a private scratch directory (mode 0700, removed with the
+tree), listed with ``-lln`` (numeric owners) and extracted there; files are then read with
+``lstat``/``open`` only, never following links. References: squashfs-tools' ``unsquash-1.c``.
 
-Limitations: needs ``unsquashfs`` on PATH; LZMA-compressed 3.x trees (old Broadcom SDKs) are not
-supported by Debian's build and are reported as unreadable.
+Limitations: needs ``unsquashfs`` on PATH; Debian's build rejects big-endian 4.0, which is then
+reported as unreadable.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _LINE = re.compile(
 _PERMS = {"r": 4, "w": 2, "x": 1}
 _TYPES = {"-": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "c": stat.S_IFCHR, "b": stat.S_IFBLK}
 _TYPES |= {"p": stat.S_IFIFO, "s": stat.S_IFSOCK}
-_SB_V3 = 96  # bytes_used is a 64-bit field at offset 63 of the 3.x superblock (squashfs_fs.h, packed)
+_SB_HEAD = 48  # bytes_used: 32-bit at offset 8 in 1.x, 64-bit at offset 40 in 4.0
 
 
 def _mode(text: str) -> int:
@@ -63,14 +63,10 @@ def open_legacy(data: memoryview, offset: int, ctx: Context, major: int, big: bo
     tool = shutil.which("unsquashfs")
     if tool is None:
         raise FormatError(f"squashfs {major}.x{' big-endian' if big else ''}: unsquashfs is not installed")
-    head = bytes(data[offset : offset + _SB_V3])
+    head = bytes(data[offset : offset + _SB_HEAD])
     order: Literal["big", "little"] = "big" if big else "little"
-    if major == 4:
-        size = int.from_bytes(head[40:48], order)
-    elif major == 3:
-        size = int.from_bytes(head[63:71], order)
-    else:
-        size = int.from_bytes(head[8:12], order)  # bytes_used_2, 32-bit in 1.x/2.x
+    # bytes_used: 64-bit in 4.0, 32-bit (bytes_used_2) in 1.x
+    size = int.from_bytes(head[40:48] if major == 4 else head[8:12], order)
     end = min(len(data), offset + size) if size > 0 else len(data)
     scratch = tempfile.TemporaryDirectory(prefix="nospy-sqfs-")
     base = Path(scratch.name)
