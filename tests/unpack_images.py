@@ -277,7 +277,7 @@ def _squashfs_old(
     smaller than a block into shared fragment blocks; ``long`` writes the long directory and file inodes
     (3.x writes them for large directories and files, or files with several links); ``check`` sets the
     check-data flag (a marker byte after each metadata block's length). Like the other squashfs builders'
-    pseudo file, a /dev/console device is added.
+    pseudo file, a /dev/console device is added when the tree has no /dev.
     """
     order = ">" if big else "<"
     block = 1 << 16
@@ -294,6 +294,7 @@ def _squashfs_old(
         return raw
 
     def build(root: Path, out: Path) -> None:
+        pseudo = not (root / "dev").exists()  # the /dev and /dev/console the other builders add, unless /dev exists
         data = bytearray()
         inodes, dirs = _Metadata(compress, big, check), _Metadata(compress, big, check)
         frag_buf = bytearray()
@@ -304,14 +305,16 @@ def _squashfs_old(
         order_: list[str] = []  # children before their directory, as mksquashfs numbers them
 
         def kids(rel: str) -> list[str]:
-            if rel == "dev":
+            if rel == "dev" and pseudo:
                 return ["dev/console"]
-            names = sorted(p.name for p in (root / rel).iterdir()) + ([] if rel else ["dev"])
+            names = sorted(p.name for p in (root / rel).iterdir()) + ([] if rel or not pseudo else ["dev"])
             return [f"{rel}/{n}".lstrip("/") for n in sorted(names)]
 
         def is_dir(rel: str) -> bool:
-            return rel in {"", "dev"} or (
-                rel != "dev/console" and (root / rel).is_dir() and not (root / rel).is_symlink()
+            return (
+                rel == ""
+                or (rel == "dev" and pseudo)
+                or ((rel != "dev/console" or not pseudo) and (root / rel).is_dir() and not (root / rel).is_symlink())
             )
 
         def number(rel: str) -> None:
@@ -340,7 +343,7 @@ def _squashfs_old(
         refs: dict[str, tuple[int, int]] = {}
         kinds: dict[str, int] = {}
         for rel in order_:
-            st = (root / rel).lstat() if rel not in {"dev", "dev/console"} else None
+            st = (root / rel).lstat() if not pseudo or rel not in {"dev", "dev/console"} else None
             mode = stat.S_IMODE(st.st_mode) if st else (0o755 if rel == "dev" else 0o600)
             uid, gid = (st.st_uid, st.st_gid) if st else (0, 0)
 
@@ -388,7 +391,7 @@ def _squashfs_old(
                     inodes.write(_bitfields([*base(8), *fields], big))
                 else:
                     inodes.write(_bitfields([*base(1), (size, 19), (listing[1], 13), (0, 32), (listing[0], 24)], big))
-            elif rel == "dev/console":
+            elif st is None:  # the pseudo /dev/console
                 kinds[rel] = 5
                 inodes.write(_bitfields([*base(5), *link_count, ((5 << 8) | 1, 16)], big))
             elif st is not None and stat.S_ISLNK(st.st_mode):

@@ -26,7 +26,9 @@ import io
 import lzma
 import stat
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 from typing import BinaryIO, NamedTuple
 
 from nospy.firmware.tree import EntryType
@@ -43,6 +45,7 @@ _SB_FORMAT = "IIIIIIIHHHHBBBIQIIIqqqqqqq"  # squashfs_super_block_3, packed; the
 _SB_SIZE = struct.calcsize("<" + _SB_FORMAT)  # 119
 _MAX_BLOCK = 1 << 20
 _MAX_ENTRIES = 1 << 20  # entries in one directory
+_KEPT_BYTES = 16 << 20  # decoded data and fragment blocks kept
 
 # bit-field widths, in squashfs_compat.h's order; names as there
 _BASE3 = ("inode_type", 4), ("mode", 12), ("uid", 8), ("guid", 8), ("mtime", 32), ("inode_number", 32)
@@ -176,6 +179,9 @@ class _Squashfs3(Filesystem):
         self._meta: dict[int, tuple[bytes, int]] = {}
         self._fragments: dict[int, tuple[int, int]] = {}
         self._fragment_index: list[int] | None = None
+        self._kept: OrderedDict[int, bytes] = OrderedDict()
+        self._kept_bytes = 0
+        self._lock = threading.Lock()  # the listing reads files from several threads
 
     # -- raw reads --------------------------------------------------------------------------------
 
@@ -314,21 +320,41 @@ class _Squashfs3(Filesystem):
             raise FormatError(f"file of {size} bytes has more blocks than the filesystem has bytes")
         raw = self._metadata(self.inode_table, *ref.blocks_at, 4 * full)[2]
         words = struct.unpack(f"{self.order}{full}I", raw)
-        return io.BufferedReader(_FileIO(self, f["start_block"], words, size, (fragment, f["frag_offset"], tail)))
+        raw_io = _FileIO(self, f["start_block"], words, size, (fragment, f["frag_offset"], tail))
+        return io.BufferedReader(raw_io, buffer_size=self.block_size)
 
     def data_block(self, pos: int, word: int, expected: int | None) -> bytes:
-        """The data block at ``pos`` decoded: its first ``expected`` bytes, or all of a fragment block (``None``)."""
+        """The data block at ``pos`` decoded: its first ``expected`` bytes, or all of a fragment block (``None``).
+
+        The blocks decoded last are kept (`_KEPT_BYTES`): the tails of neighbouring files share fragment
+        blocks, and the listing reads each file twice, its first bytes and then its hash.
+        """
         length = word & ~_DATA_UNCOMPRESSED
         if not length:  # a sparse block
             return bytes(expected or 0)
-        data = self._raw(pos, length)
-        if not word & _DATA_UNCOMPRESSED:
-            data = self._decode(data, self.block_size, pos)
+        with self._lock:
+            data = self._kept.get(pos)
+            if data is not None:
+                self._kept.move_to_end(pos)
+        if data is None:
+            data = self._raw(pos, length)
+            if not word & _DATA_UNCOMPRESSED:
+                data = self._decode(data, self.block_size, pos)
+            data = data[: self.block_size]
+            with self._lock:  # two threads that miss the same block both decode it: harmless, and rare
+                self._kept[pos] = data
+                self._kept_bytes += len(data)
+                while self._kept_bytes > _KEPT_BYTES:
+                    self._kept_bytes -= len(self._kept.popitem(last=False)[1])
         if expected is None:
-            return data[: self.block_size]
+            return data
         if len(data) < expected:
             raise FormatError(f"data block at {pos:#x} holds {len(data)} bytes, {expected} expected")
         return data[:expected]
+
+    def fragment_block(self, index: int) -> bytes:
+        start, word = self.fragment(index)
+        return self.data_block(start, word, None)
 
     def fragment(self, index: int) -> tuple[int, int]:
         """(start, size word) of fragment block ``index``."""
@@ -392,9 +418,7 @@ class _FileIO(io.RawIOBase):
             data = fs.data_block(self.starts[index], self.words[index], min(bs, self.size - index * bs))
         else:
             fragment, offset, length = self.tail
-            start, word = fs.fragment(fragment)
-            block = fs.data_block(start, word, None)
-            data = block[offset : offset + length]
+            data = fs.fragment_block(fragment)[offset : offset + length]
             if len(data) != length:
                 raise FormatError(f"fragment {fragment} holds no {length} bytes at {offset}")
         self.cached = (index, data)
