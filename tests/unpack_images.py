@@ -272,8 +272,9 @@ def _squashfs_old(
     """A squashfs 2.x or 3.x writer, laid out as squashfs-tools 2.x/3.x wrote it (``squashfs_compat.h``).
 
     No Debian tool writes these layouts any more; Debian's ``unsquashfs`` still reads them with zlib.
-    ``comp`` is ``none``, ``gzip`` (zlib), ``lzma`` (LZMA-alone blocks, as the vendor LZMA patches, sqlzma
-    and its kin, write them) or ``mixed`` (both in turn); a block that does not shrink is stored. ``fragments`` puts the files
+    ``comp`` is ``none``, ``gzip`` (zlib), ``lzma`` (LZMA-alone blocks, 13-byte header) or ``bcm`` (zlib
+    and LZMA blocks in turn, the LZMA ones framed as Broadcom SDKs' ``sqlzma.c`` frames them: 5 properties
+    bytes, no size; its readers tell the two apart by the first byte); a block that does not shrink is stored. ``fragments`` puts the files
     smaller than a block into shared fragment blocks; ``long`` writes the long directory and file inodes
     (3.x writes them for large directories and files, or files with several links); ``check`` sets the
     check-data flag (a marker byte after each metadata block's length). Like the other squashfs builders'
@@ -286,11 +287,13 @@ def _squashfs_old(
     blocks = itertools.count()
 
     def compress(raw: bytes) -> bytes:
-        # "mixed": zlib and LZMA blocks in turn, as sqlzma writes whichever of the two is smaller
-        if comp == "gzip" or (comp == "mixed" and next(blocks) % 2):
+        if comp == "gzip" or (comp == "bcm" and next(blocks) % 2):
             return zlib.compress(raw, 9)
-        if comp in {"lzma", "mixed"}:
+        if comp == "lzma":
             return lzma.compress(raw, format=lzma.FORMAT_ALONE)
+        if comp == "bcm":  # Broadcom's sqlzma.c: the 5 properties bytes, then the raw LZMA stream
+            filters = [{"id": lzma.FILTER_LZMA1, "lc": 3, "lp": 0, "pb": 2, "dict_size": 1 << 16}]
+            return b"\x5d" + (1 << 16).to_bytes(4, "little") + lzma.compress(raw, lzma.FORMAT_RAW, filters=filters)
         return raw
 
     def build(root: Path, out: Path) -> None:
@@ -478,7 +481,7 @@ OLD_SQUASHFS = {
     "squashfs3-lzma": _squashfs_old(3, comp="lzma", fragments=True, long=True),
     "squashfs3-be-lzma": _squashfs_old(3, big=True, comp="lzma", fragments=True),
     "squashfs3-check": _squashfs_old(3, comp="gzip", fragments=True, check=True),
-    "squashfs3-mixed": _squashfs_old(3, comp="mixed", fragments=True),
+    "squashfs3-bcm": _squashfs_old(3, comp="bcm", fragments=True),
     "squashfs2": _squashfs_old(2, comp="gzip", fragments=True),
     "squashfs2-be": _squashfs_old(2, big=True, comp="gzip", fragments=True, long=True),
 }
