@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import os
 import shutil
 import stat
 import struct
@@ -21,7 +22,7 @@ from nospy.firmware.unpack.base import Context, mode_type
 from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
 from nospy.firmware.unpack.handlers.squashfs_legacy import _LINE, _mode
 from nospy.firmware.unpack.limits import Budget
-from unpack_images import BUILDERS, OLD_SQUASHFS, build, make_rootfs, run, tool, uimage
+from unpack_images import BUILDERS, OLD_SQUASHFS, _squashfs_old, build, make_rootfs, run, tool, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
 
@@ -72,11 +73,9 @@ def test_format_round_trip(name: str, rootfs: Path, workdir: Path) -> None:
     assert shadow is not None and shadow.location == f"{tree.root_chain}!/etc/shadow"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in OLD_SQUASHFS if "lzma" not in n and "bcm" not in n))
-def test_old_squashfs_as_unsquashfs_reads_it(name: str, rootfs: Path, workdir: Path) -> None:
-    """The squashfs 2.x/3.x images the tests write (no Debian tool writes them) are read alike by Debian's
-    unsquashfs (zlib only): the in-process reader is held to an independent reader, not only to its writer."""
-    image = build(name, rootfs, workdir)
+def _as_unsquashfs_reads_it(image: Path, out: Path) -> None:
+    """nospy reads ``image`` as Debian's unsquashfs lists and extracts it: paths, types, modes, owners,
+    sizes, link targets and contents."""
     listing = subprocess.run(
         [tool("unsquashfs"), "-lln", "-d", "", str(image)], capture_output=True, text=True, check=True
     ).stdout
@@ -84,18 +83,76 @@ def test_old_squashfs_as_unsquashfs_reads_it(name: str, rootfs: Path, workdir: P
     for line in listing.splitlines():
         m = _LINE.match(line)
         if m:
-            path = m["path"].split(" -> ")[0] if m["mode"][0] == "l" else m["path"]
+            path, link = m["path"], None
+            if m["mode"][0] == "l":
+                path, link = path.split(" -> ", 1)
             mode = _mode(m["mode"])
-            theirs[path or "/"] = (mode_type(mode).value, stat.S_IMODE(mode), int(m["uid"]), int(m["gid"]))
-    out = workdir / f"{name}.unsquashed"
+            kind = mode_type(mode)
+            size = int(m["size"].replace(",", "")) if kind is EntryType.FILE else None
+            theirs[path or "/"] = (kind.value, stat.S_IMODE(mode), int(m["uid"]), int(m["gid"]), size, link)
     subprocess.run(
         [tool("unsquashfs"), "-no-xattrs", "-f", "-d", str(out), str(image)], capture_output=True, check=True
     )
     tree = open_image(image)
-    ours = {e.path: (e.type.value, e.mode, e.uid, e.gid) for e in tree.entries()}
+    assert tree.issues == []
+    ours = {
+        e.path: (e.type.value, e.mode, e.uid, e.gid, e.size if e.type is EntryType.FILE else None, e.link)
+        for e in tree.entries()
+    }
     assert ours == theirs
     for e in tree.files():
         assert tree.sha256(e.path) == hashlib.sha256((out / e.path.lstrip("/")).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in OLD_SQUASHFS if "lzma" not in n and "bcm" not in n))
+def test_old_squashfs_as_unsquashfs_reads_it(name: str, rootfs: Path, workdir: Path) -> None:
+    """The squashfs 2.x/3.x images the tests write (no Debian tool writes them) are read alike by Debian's
+    unsquashfs (zlib only): the in-process reader is held to an independent reader, not only to its writer."""
+    _as_unsquashfs_reads_it(build(name, rootfs, workdir), workdir / f"{name}.unsquashed")
+
+
+@pytest.fixture(scope="module")
+def bigroot(rootfs: Path, workdir: Path) -> Path:
+    """The root filesystem and 3,000 more files in one directory: inode and directory tables of many
+    metadata blocks, over 1,024 fragment blocks at a 4 KiB block size (a fragment index of several
+    blocks in 2.x and 3.x), owners of many ids (as root), and a file with a block of zeros."""
+    root = workdir / "bigroot"
+    shutil.copytree(rootfs, root, symlinks=True)
+    (root / "many").mkdir()
+    for i in range(3000):
+        path = root / "many" / f"file-{i:05d}-{'x' * (i % 23)}"
+        path.write_bytes(bytes([i % 251]) * (i % 800 * 4))
+        if os.geteuid() == 0:
+            os.chown(path, i % 7, i % 5 * 100, follow_symlinks=False)  # some groups equal to their owner
+    (root / "sparse").write_bytes(b"head".ljust(4096, b"\0") + bytes(8192) + b"tail")
+    return root
+
+
+_BIG = {
+    "squashfs3-gzip": _squashfs_old(3, comp="gzip", fragments=True, block=4096),
+    "squashfs3-be": _squashfs_old(3, big=True, comp="gzip", fragments=True, long=True, check=True, block=4096),
+    "squashfs2-gzip": _squashfs_old(2, comp="gzip", fragments=True, block=4096),
+    "squashfs2-be": _squashfs_old(2, big=True, comp="gzip", fragments=True, long=True, block=4096),
+    "squashfs3-bcm": _squashfs_old(3, comp="bcm", fragments=True, block=4096),
+    "squashfs3-be-lzma": _squashfs_old(3, big=True, comp="lzma", fragments=True, block=4096),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BIG))
+def test_old_squashfs_with_large_tables(name: str, bigroot: Path, workdir: Path) -> None:
+    """Reads that end exactly at a metadata block's end, then go on in the next block; fragment indexes
+    of several blocks; many owners; sparse blocks. LZMA images, which unsquashfs cannot read, must
+    equal the tree that went in."""
+    image = workdir / f"big-{name}.img"
+    _BIG[name](bigroot, image)
+    if "lzma" in name or "bcm" in name:
+        tree = open_image(image)
+        assert tree.issues == []
+        got = summary(tree)
+        assert got.pop("/dev/console")[0] == "chardev" and got.pop("/dev")[0] == "dir"
+        assert got == summary(DirectoryTree(bigroot))
+    else:
+        _as_unsquashfs_reads_it(image, workdir / f"big-{name}.unsquashed")
 
 
 @pytest.mark.parametrize("name", ["squashfs-xz", "jffs2-be", "ubi"])

@@ -268,20 +268,24 @@ def _squashfs_old(
     fragments: bool = False,
     long: bool = False,
     check: bool = False,
+    block: int = 1 << 16,
 ) -> Callable[[Path, Path], None]:
     """A squashfs 2.x or 3.x writer, laid out as squashfs-tools 2.x/3.x wrote it (``squashfs_compat.h``).
 
     No Debian tool writes these layouts any more; Debian's ``unsquashfs`` still reads them with zlib.
-    ``comp`` is ``none``, ``gzip`` (zlib), ``lzma`` (LZMA-alone blocks, 13-byte header) or ``bcm`` (zlib
-    and LZMA blocks in turn, the LZMA ones framed as Broadcom SDKs' ``sqlzma.c`` frames them: 5 properties
-    bytes, no size; its readers tell the two apart by the first byte); a block that does not shrink is stored. ``fragments`` puts the files
-    smaller than a block into shared fragment blocks; ``long`` writes the long directory and file inodes
-    (3.x writes them for large directories and files, or files with several links); ``check`` sets the
-    check-data flag (a marker byte after each metadata block's length). Like the other squashfs builders'
-    pseudo file, a /dev/console device is added when the tree has no /dev.
+    - ``comp``: ``none``, ``gzip`` (zlib), ``lzma`` (LZMA-alone blocks, 13-byte header) or ``bcm`` (zlib
+      and LZMA blocks in turn, the LZMA ones framed as Broadcom SDKs' ``sqlzma.c`` frames them: 5
+      properties bytes, no size; readers tell the two apart by the first byte). A block that does not
+      shrink is stored as is; in 3.x a block of zeros is stored as a sparse block (size word 0).
+    - ``fragments``: the files smaller than a block, and the tails of the others, go into shared
+      fragment blocks (mksquashfs ``-always-use-fragments``).
+    - ``long``: the long directory and file inodes (3.x writes them for large directories and files, or
+      files with several links).
+    - ``check``: the check-data flag (a marker byte after each metadata block's length).
+    - ``block``: the block size (4 KiB makes many fragment blocks from few files).
+    Like the other squashfs builders' pseudo file, a /dev/console device is added when the tree has no /dev.
     """
     order = ">" if big else "<"
-    block = 1 << 16
     sb_size = 119 if major == 3 else 63
 
     blocks = itertools.count()
@@ -353,7 +357,9 @@ def _squashfs_old(
             def base(
                 kind: int, rel: str = rel, mode: int = mode, uid: int = uid, gid: int = gid
             ) -> list[tuple[int, int]]:
-                head = [(kind, 4), (mode, 12), (owner(uids, uid), 8), (owner(gids, gid), 8)]
+                # a group equal to the owner is written as SQUASHFS_GUIDS (255), "the group is the owner"
+                group = 255 if gid == uid else owner(gids, gid)
+                head = [(kind, 4), (mode, 12), (owner(uids, uid), 8), (group, 8)]
                 return head + ([(0, 32), (numbers[rel], 32)] if major == 3 else [])
 
             refs[rel] = inodes.ref()
@@ -405,16 +411,21 @@ def _squashfs_old(
                 content = (root / rel).read_bytes()
                 start = sb_size + len(data)
                 fragment, frag_offset, words = 0xFFFFFFFF, 0, []
-                if fragments and 0 < len(content) < block:
-                    if len(frag_buf) + len(content) > block:
+                whole = len(content) - len(content) % block if fragments else len(content)
+                for at in range(0, whole, block):
+                    piece = content[at : at + block]
+                    if major == 3 and piece == bytes(block):  # a sparse block: size word 0, nothing stored
+                        words.append(0)
+                        continue
+                    packed, word = stored(piece, 1 << 24)
+                    data.extend(packed)
+                    words.append(word)
+                tail = content[whole:]
+                if tail:  # with fragments, every file's tail goes to one (mksquashfs -always-use-fragments)
+                    if len(frag_buf) + len(tail) > block:
                         flush_fragments()
                     fragment, frag_offset = len(frag_entries), len(frag_buf)
-                    frag_buf.extend(content)
-                else:
-                    for at in range(0, len(content), block):
-                        packed, word = stored(content[at : at + block], 1 << 24)
-                        data.extend(packed)
-                        words.append(word)
+                    frag_buf.extend(tail)
                 kinds[rel] = 2
                 if major == 3 and long:
                     fields = [(1, 32), (start, 64), (fragment, 32), (frag_offset, 32), (len(content), 64)]
@@ -446,14 +457,14 @@ def _squashfs_old(
         index = struct.pack(f"{order}{len(pointers)}{'Q' if major == 3 else 'I'}", *pointers)
         ftab = frag_at + len(frag_table)
         uid_at = ftab + len(index)
-        gid_at = uid_at + 4 * len(uids)
-        end = gid_at + 4 * len(gids)
+        gid_at = uid_at + 4 * len(uids) if gids else 0  # unsquashfs wants 0 when there is no group table
+        end = uid_at + 4 * len(uids) + 4 * len(gids)
         # squashfs_fs.h's flag bits: 0x0B inodes, data and fragments stored as is; 0x10 no fragments; 0x04 check data
         flags = (0x0B if comp == "none" else 0) | (0 if fragments else 0x10) | (4 if check else 0)
         root_ref = refs[""][0] << 16 | refs[""][1]
         sb = struct.pack(
             f"{order}IIIIIIIHHHHBBBIQIIIQQQQQQq",
-            0x73717368, len(order_), end, uid_at, gid_at, itab, dtab, major, 1, 0, 16,
+            0x73717368, len(order_), end, uid_at, gid_at, itab, dtab, major, 1, block & 0xFFFF, block.bit_length() - 1,
             flags, len(uids), len(gids), 0,
             root_ref, block, len(frag_entries), ftab, end, uid_at, gid_at, itab, dtab, ftab, -1,
         )[:sb_size]  # fmt: skip

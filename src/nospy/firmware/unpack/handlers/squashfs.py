@@ -78,6 +78,8 @@ _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _NO_FRAGMENT = c_squashfs.SQUASHFS_INVALID_FRAG  # a file without a tail in a fragment block
 _XZ_ID = 4
+_LZMA_DICT_MAX = 1 << 24  # 16 MiB: larger than any block
+_LZMA_MEMLIMIT = 64 << 20  # what liblzma may allocate for one LZMA-alone block (its header names the dictionary)
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
 _METADATA_BYTES = 16 << 20  # decoded metadata blocks kept by `_Metadata` (a 100,000-file tree has ~8 MiB)
 _KEY_FORMAT = b"squashfs4 storage key 1"  # changes when what a key covers changes
@@ -113,13 +115,17 @@ class VendorLzma:
     def _raw(data: bytes, props: int, dict_size: int, expected: int) -> bytes:
         lc, rest = props % 9, props // 9
         lp, pb = rest % 5, rest // 5
-        filters = [{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": max(dict_size, 4096)}]
+        # a block decodes to at most 1 MiB, so no match reaches further back: a hostile header's 4 GiB
+        # dictionary would only make liblzma allocate it
+        dict_size = min(max(dict_size, 4096), _LZMA_DICT_MAX)
+        filters = [{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": dict_size}]
         dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=filters)
         return dec.decompress(data, max_length=expected)
 
     def _try(self, way: int, data: bytes, expected: int) -> bytes:
         if way == 0:
-            return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data, max_length=expected)
+            dec = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE, memlimit=_LZMA_MEMLIMIT)
+            return dec.decompress(data, max_length=expected)
         if way == 1:
             return self._raw(data[5:], data[0], int.from_bytes(data[1:5], "little"), expected)
         if way == 2:

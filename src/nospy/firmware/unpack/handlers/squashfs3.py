@@ -34,6 +34,7 @@ from typing import BinaryIO, NamedTuple
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Node, mode_type
 from nospy.firmware.unpack.handlers.squashfs import VendorLzma
+from nospy.firmware.unpack.limits import LimitError
 
 _METADATA = 8192  # SQUASHFS_METADATA_SIZE
 _META_UNCOMPRESSED = 1 << 15  # SQUASHFS_COMPRESSED_BIT: the metadata block is stored as is
@@ -43,8 +44,9 @@ _GUID_IS_UID = 255  # SQUASHFS_GUIDS: the group is the owner's id
 _CHECK = 1 << 2  # SQUASHFS_CHECK: a marker byte follows each metadata block's length
 _SB_FORMAT = "IIIIIIIHHHHBBBIQIIIqqqqqqq"  # squashfs_super_block_3, packed; the byte order is prefixed
 _SB_SIZE = struct.calcsize("<" + _SB_FORMAT)  # 119
+_SB2_SIZE = 63  # the 2.x superblock: up to fragment_table_start_2
 _MAX_BLOCK = 1 << 20
-_MAX_ENTRIES = 1 << 20  # entries in one directory
+_MAX_ENTRIES = 1 << 20  # entries listed in one filesystem (a root filesystem has tens of thousands)
 _KEPT_BYTES = 16 << 20  # decoded data and fragment blocks kept
 
 # bit-field widths, in squashfs_compat.h's order; names as there
@@ -158,29 +160,32 @@ class _Squashfs3(Filesystem):
         self.big = big
         self.ctx = ctx
         self.order = ">" if big else "<"
-        sb = _Super(*struct.unpack(self.order + _SB_FORMAT, bytes(view[:_SB_SIZE])))
+        sb = _superblock(view, major, big)
         self.sb = sb
         self.block_size = sb.block_size  # 2.x and 3.x alike (1.x has only the 16-bit block_size_1)
-        if not 4096 <= self.block_size <= _MAX_BLOCK or self.block_size & (self.block_size - 1):
-            raise FormatError(f"squashfs {major}.x: block size {self.block_size} is not a power of two in 4 KiB-1 MiB")
+        if not 4096 <= self.block_size <= _MAX_BLOCK or self.block_size != 1 << sb.block_log:
+            raise FormatError(f"squashfs {major}.x: block size {self.block_size} and its log {sb.block_log} disagree")
         if major == 3:
             self.inode_table, self.dir_table = sb.inode_table_start, sb.directory_table_start
-            self.fragment_table, uid_start, guid_start = sb.fragment_table_start, sb.uid_start, sb.guid_start
+            self.fragment_table, uid_start = sb.fragment_table_start, sb.uid_start
         else:
             self.inode_table, self.dir_table = sb.inode_table_start_2, sb.directory_table_start_2
-            self.fragment_table, uid_start, guid_start = sb.fragment_table_start_2, sb.uid_start_2, sb.guid_start_2
+            self.fragment_table, uid_start = sb.fragment_table_start_2, sb.uid_start_2
         self.inodes = _INODES3 if major == 3 else _INODES2
         self.dir_header = _DIR_HEADER3 if major == 3 else _DIR_HEADER2
         self.dir_entry = _DIR_ENTRY3 if major == 3 else _DIR_ENTRY2
         self.check = 1 if sb.flags & _CHECK else 0
-        self.uids = self._words(uid_start, sb.no_uids, 4)
-        self.guids = self._words(guid_start, sb.no_guids, 4)
+        # the group ids follow the owner ids: unsquashfs (read_uids_guids_1) and the 3.x kernel read both
+        # tables in one go from uid_start, and never look at guid_start
+        owners = self._words(uid_start, sb.no_uids + sb.no_guids, 4)
+        self.uids, self.guids = owners[: sb.no_uids], owners[sb.no_uids :]
         self.lzma = VendorLzma()
         self._meta: dict[int, tuple[bytes, int]] = {}
         self._fragments: dict[int, tuple[int, int]] = {}
         self._fragment_index: list[int] | None = None
         self._kept: OrderedDict[int, bytes] = OrderedDict()
         self._kept_bytes = 0
+        self._listed = 0
         self._lock = threading.Lock()  # the listing reads files from several threads
 
     # -- raw reads --------------------------------------------------------------------------------
@@ -232,14 +237,15 @@ class _Squashfs3(Filesystem):
         out = []
         while length > 0:
             data, following = self._metadata_block(table + block)
-            if offset >= len(data):
+            if offset == len(data):  # the last read ended with this block: this one starts the next
+                block, offset = following - table, 0
+                continue
+            if offset > len(data):
                 raise FormatError(f"metadata offset {offset} past its block at {table + block:#x}")
             piece = data[offset : offset + length]
             out.append(piece)
             length -= len(piece)
             offset += len(piece)
-            if offset >= len(data) and length > 0:
-                block, offset = following - table, 0
         return block, offset, b"".join(out)
 
     # -- inodes and directories -------------------------------------------------------------------
@@ -303,8 +309,9 @@ class _Squashfs3(Filesystem):
                 remaining -= entry_size + len(name)
                 child = self._inode(header["start_block"], entry["offset"])
                 out.append((name.decode("utf-8", "surrogateescape"), child.node, child))
-                if len(out) > _MAX_ENTRIES:
-                    raise FormatError(f"more than {_MAX_ENTRIES} entries in one directory")
+                self._listed += 1
+                if self._listed >= _MAX_ENTRIES:  # directories sharing one listing would repeat it each time
+                    raise FormatError(f"more than {_MAX_ENTRIES} entries listed in one filesystem")
         return out
 
     # -- file content -----------------------------------------------------------------------------
@@ -316,8 +323,8 @@ class _Squashfs3(Filesystem):
         full, tail = divmod(size, self.block_size)
         if fragment == _NO_FRAGMENT and tail:
             full, tail = full + 1, 0
-        if full > len(self.view):  # every stored block takes at least its 4-byte size word
-            raise FormatError(f"file of {size} bytes has more blocks than the filesystem has bytes")
+        if size > self.ctx.budget.limits.max_bytes:  # a sparse file can claim terabytes in a few bytes
+            raise LimitError(f"a file of {size} bytes is above the unpacked-bytes limit")
         raw = self._metadata(self.inode_table, *ref.blocks_at, 4 * full)[2]
         words = struct.unpack(f"{self.order}{full}I", raw)
         raw_io = _FileIO(self, f["start_block"], words, size, (fragment, f["frag_offset"], tail))
@@ -435,15 +442,19 @@ class _FileIO(io.RawIOBase):
         return len(piece)
 
 
+def _superblock(view: memoryview, major: int, big: bool) -> _Super:
+    head = bytes(view[:_SB_SIZE])
+    if len(head) < (_SB_SIZE if major == 3 else _SB2_SIZE):
+        raise FormatError("superblock truncated")
+    # a 2.x superblock ends before the 3.x one's 64-bit fields, which 2.x never reads
+    return _Super(*struct.unpack(("<", ">")[big] + _SB_FORMAT, head.ljust(_SB_SIZE, b"\0")))
+
+
 def open_v3(data: memoryview, offset: int, ctx: Context, major: int, big: bool) -> Chunk:
     """The squashfs 2.x or 3.x filesystem at ``offset``."""
-    head = bytes(data[offset : offset + _SB_SIZE])
-    if len(head) < _SB_SIZE:
-        raise FormatError("superblock truncated")
-    order = ">" if big else "<"
-    sb = _Super(*struct.unpack(order + _SB_FORMAT, head))
+    sb = _superblock(data[offset:], major, big)
     size = sb.bytes_used if major == 3 else sb.bytes_used_2
-    if size < _SB_SIZE:
+    if size < (_SB_SIZE if major == 3 else _SB2_SIZE):
         raise FormatError(f"squashfs {major}.x: {size} bytes used is less than its superblock")
     end = offset + size
     if end > len(data):
