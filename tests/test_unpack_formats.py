@@ -21,8 +21,8 @@ from nospy.firmware.unpack import PREFIX, Limits, open_image
 from nospy.firmware.unpack.base import Context, mode_type
 from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
 from nospy.firmware.unpack.handlers.squashfs_legacy import _LINE, _mode
-from nospy.firmware.unpack.limits import Budget
-from unpack_images import BUILDERS, OLD_SQUASHFS, _squashfs_old, build, make_rootfs, run, tool, uimage
+from nospy.firmware.unpack.limits import Budget, LimitError
+from unpack_images import BUILDERS, OLD_SQUASHFS, ROOT_FILES, _squashfs_old, build, make_rootfs, run, tool, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
 
@@ -153,6 +153,17 @@ def test_old_squashfs_with_large_tables(name: str, bigroot: Path, workdir: Path)
         assert got == summary(DirectoryTree(bigroot))
     else:
         _as_unsquashfs_reads_it(image, workdir / f"big-{name}.unsquashed")
+
+
+def test_old_squashfs_file_above_the_byte_limit(rootfs: Path, workdir: Path) -> None:
+    """A file larger than the unpacked-bytes limit is listed and refused alone; the rest is read."""
+    tree = open_image(build("squashfs3-gzip", rootfs, workdir), Limits(max_bytes=1 << 20))
+    assert tree.issues == []
+    busybox = tree.get("/bin/busybox")
+    assert busybox is not None and busybox.size > 1 << 20
+    with pytest.raises(LimitError):
+        tree.read("/bin/busybox", 4)
+    assert tree.read("/etc/passwd") == ROOT_FILES["etc/passwd"]
 
 
 @pytest.mark.parametrize("name", ["squashfs-xz", "jffs2-be", "ubi"])

@@ -34,7 +34,6 @@ from typing import BinaryIO, NamedTuple
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Node, mode_type
 from nospy.firmware.unpack.handlers.squashfs import VendorLzma
-from nospy.firmware.unpack.limits import LimitError
 
 _METADATA = 8192  # SQUASHFS_METADATA_SIZE
 _META_UNCOMPRESSED = 1 << 15  # SQUASHFS_COMPRESSED_BIT: the metadata block is stored as is
@@ -323,8 +322,10 @@ class _Squashfs3(Filesystem):
         full, tail = divmod(size, self.block_size)
         if fragment == _NO_FRAGMENT and tail:
             full, tail = full + 1, 0
-        if size > self.ctx.budget.limits.max_bytes:  # a sparse file can claim terabytes in a few bytes
-            raise LimitError(f"a file of {size} bytes is above the unpacked-bytes limit")
+        if size > self.ctx.budget.limits.max_bytes:
+            # a sparse file can claim terabytes in a few bytes: its block list is not built (a file above
+            # the limit is not read whole anyway, and this error stays with the file, not the image)
+            raise FormatError(f"a file of {size} bytes is above the unpacked-bytes limit")
         raw = self._metadata(self.inode_table, *ref.blocks_at, 4 * full)[2]
         words = struct.unpack(f"{self.order}{full}I", raw)
         raw_io = _FileIO(self, f["start_block"], words, size, (fragment, f["frag_offset"], tail))
