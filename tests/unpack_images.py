@@ -413,11 +413,11 @@ def _squashfs_old(
                 fragment, frag_offset, words = 0xFFFFFFFF, 0, []
                 whole = len(content) - len(content) % block if fragments else len(content)
                 for at in range(0, whole, block):
-                    piece = content[at : at + block]
-                    if major == 3 and piece == bytes(block):  # a sparse block: size word 0, nothing stored
+                    part = content[at : at + block]
+                    if major == 3 and part == bytes(block):  # a sparse block: size word 0, nothing stored
                         words.append(0)
                         continue
-                    packed, word = stored(piece, 1 << 24)
+                    packed, word = stored(part, 1 << 24)
                     data.extend(packed)
                     words.append(word)
                 tail = content[whole:]
