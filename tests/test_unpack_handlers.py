@@ -9,10 +9,12 @@ import random
 import re
 import socket
 import subprocess
+import zlib
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from backports import zstd
 from dissect.squashfs import SquashFS
 from dissect.squashfs.squashfs import INode
 from hypothesis import given, settings
@@ -22,7 +24,7 @@ from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base, image
 from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
-from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, VendorLzma, _children, _INode
+from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, VendorLzma, _Bounded, _children, _INode
 from nospy.firmware.unpack.image import _Engine
 from nospy.firmware.unpack.limits import Budget, Limits
 from unpack_images import make_rootfs
@@ -93,6 +95,15 @@ def test_vendor_lzma_framings(framing: str) -> None:
     dec = VendorLzma()
     assert dec.decompress(block, len(data)) == data
     assert dec.decompress(block, len(data)) == data  # the framing found first is kept
+
+
+@pytest.mark.parametrize("codec", ["gzip", "xz", "zstd"])
+def test_squashfs_blocks_decode_no_further_than_a_block(codec: str) -> None:
+    """A hostile block that expands far beyond the block size is cut there, not decoded whole in memory."""
+    bomb = bytes(64 << 20)
+    packed = zlib.compress(bomb) if codec == "gzip" else lzma.compress(bomb) if codec == "xz" else zstd.compress(bomb)
+    compression = {"gzip": 1, "xz": 4, "zstd": 6}[codec]
+    assert len(_Bounded(None, compression).decompress(packed, 131072)) == 131072
 
 
 def _inodes_as_dissect_reads_them(fs: SquashFS, inodes: list[INode]) -> list[tuple[object, ...]]:

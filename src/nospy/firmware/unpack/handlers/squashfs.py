@@ -23,10 +23,11 @@ import lzma
 import stat
 import struct
 import threading
+import zlib
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, cast
 
 from dissect.squashfs import SquashFS
 from dissect.squashfs.c_squashfs import INODE_STRUCT_MAP, c_squashfs
@@ -77,7 +78,7 @@ _BE_MAGICS = (b"sqsh", b"qshs", b"tqsh")
 _LZMA_ID = 2
 _UNCOMPRESSED = 1 << 24  # SQUASHFS_COMPRESSED_BIT_BLOCK: the block is stored as is
 _NO_FRAGMENT = c_squashfs.SQUASHFS_INVALID_FRAG  # a file without a tail in a fragment block
-_XZ_ID = 4
+_GZIP_ID, _XZ_ID, _ZSTD_ID = 1, 4, 6
 _LZMA_DICT_MAX = 1 << 24  # 16 MiB: larger than any block
 _LZMA_MEMLIMIT = 64 << 20  # what liblzma may allocate for one LZMA-alone block (its header names the dictionary)
 _CACHE_BYTES = 256 << 20  # decompressed blocks kept (dissect keeps 1,024 blocks: up to 1 GiB of 1 MiB ones)
@@ -144,6 +145,30 @@ class VendorLzma:
                 self._way = way
                 return out
         raise FormatError("LZMA block in none of the known squashfs framings")
+
+
+class _Bounded:
+    """dissect's block codec, with the output of gzip, xz and zstd blocks capped at the block size.
+
+    dissect decodes those three with no output limit: a hostile 1 MiB block of zeros would expand to a
+    gigabyte (zlib) or more (xz, zstd) in memory at each read. LZO and LZ4 are already given the
+    expected size; LZMA is `VendorLzma`, which caps its output too.
+    """
+
+    def __init__(self, inner: Any, compression: int) -> None:
+        self._inner = inner
+        self._id = compression
+
+    def decompress(self, data: bytes, expected: int) -> bytes:
+        if self._id == _GZIP_ID:
+            return zlib.decompressobj().decompress(data, expected)
+        if self._id == _XZ_ID:
+            return lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=_LZMA_MEMLIMIT).decompress(data, max_length=expected)
+        if self._id == _ZSTD_ID:
+            from backports.zstd import ZstdDecompressor  # noqa: PLC0415 - what dissect itself loads for zstd
+
+            return ZstdDecompressor().decompress(data, max_length=expected)
+        return cast(bytes, self._inner.decompress(data, expected))
 
 
 class _FileStream(FileStream):  # type: ignore[misc]
@@ -469,8 +494,7 @@ class Squashfs4(Handler):
             raise FormatError(f"truncated: {sb.bytes_used} bytes used, {len(data) - offset} present")
         view = data[offset:end]
         fs = SquashFS(_StrictIO(view, ctx.budget, head[:4] != b"hsqs"))
-        if sb.compression == _LZMA_ID:
-            fs._compression = VendorLzma()
+        fs._compression = VendorLzma() if sb.compression == _LZMA_ID else _Bounded(fs._compression, sb.compression)
         return Chunk(offset, end, filesystem=_Fs(fs))
 
 
