@@ -57,6 +57,25 @@ def test_gzip_bomb_stops_at_the_ratio_limit() -> None:
     assert sum(e.size for e in tree.files()) < 64 << 20
 
 
+def test_jffs2_symlink_claiming_gigabytes_is_refused() -> None:
+    """A jffs2 symlink whose inode claims a 4 GiB target: reported at once, never read as gigabytes of zeros."""
+    image = bytearray((Path(__file__).parent / "data" / "fuzz" / "jffs2.bin").read_bytes())
+    at = image.find(b"\x85\x19\x02\xe0")  # jffs2 raw inodes: magic 0x1985, node type 0xe002
+    patched = 0
+    while at >= 0:
+        if int.from_bytes(image[at + 20 : at + 24], "little") & 0o170000 == 0o120000:  # mode: a symlink
+            image[at + 28 : at + 32] = (0xFFFFFFF0).to_bytes(4, "little")  # isize
+            patched += 1
+        at = image.find(b"\x85\x19\x02\xe0", at + 4)
+    assert patched == 1
+    tree = open_data(bytes(image), "j.bin", Limits(timeout=60))
+    assert [i.message for i in tree.issues] == [
+        "/etc: directory unreadable: symlink target of 4294967280 bytes, longer than a path can be"
+    ]
+    etc = tree.get("/etc")  # the tree around it is still there
+    assert etc is not None and etc.type is EntryType.DIR
+
+
 def test_total_bytes_limit(rootfs: Path, workdir: Path) -> None:
     image = build("tar.xz", rootfs, workdir)
     tree = open_image(image, Limits(max_bytes=1 << 20))

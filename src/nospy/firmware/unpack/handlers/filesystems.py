@@ -39,6 +39,9 @@ from nospy.firmware.unpack.base import (
 __all__ = ["Cramfs", "Ext", "Jffs2", "Romfs"]
 
 
+_MAX_LINK = 4096  # PATH_MAX: no symlink target is longer
+
+
 class _InodeFs(Filesystem):
     """The shape dissect's filesystems share: a root inode, ``iterdir()``, ``open()``."""
 
@@ -49,8 +52,11 @@ class _InodeFs(Filesystem):
         # jffs2 and cramfs inodes carry mode, uid, gid, size and link themselves; ext overrides this
         mode: int = inode.mode  # type: ignore[attr-defined]
         kind = mode_type(mode)
-        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
         size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
+        if kind is EntryType.SYMLINK and size > _MAX_LINK:
+            # dissect reads a link target whole: a hostile jffs2 size would make it gigabytes of zeros
+            raise FormatError(f"symlink target of {size} bytes, longer than a path can be")
+        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
         return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, link)  # type: ignore[attr-defined]
 
     def name(self, inode: object) -> str:
