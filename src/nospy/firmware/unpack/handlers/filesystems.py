@@ -42,6 +42,16 @@ __all__ = ["Cramfs", "Ext", "Jffs2", "Romfs"]
 _MAX_LINK = 4096  # PATH_MAX: no symlink target is longer
 
 
+def _link(inode: object, kind: EntryType, size: int) -> str | None:
+    """A symlink's target, refused when its inode claims more than a path can hold: dissect reads the
+    target whole, and a hostile size (jffs2, ext) would make it gigabytes of zeros."""
+    if kind is not EntryType.SYMLINK:
+        return None
+    if size > _MAX_LINK:
+        raise FormatError(f"symlink target of {size} bytes, longer than a path can be")
+    return str(inode.link)  # type: ignore[attr-defined]
+
+
 class _InodeFs(Filesystem):
     """The shape dissect's filesystems share: a root inode, ``iterdir()``, ``open()``."""
 
@@ -53,11 +63,7 @@ class _InodeFs(Filesystem):
         mode: int = inode.mode  # type: ignore[attr-defined]
         kind = mode_type(mode)
         size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
-        if kind is EntryType.SYMLINK and size > _MAX_LINK:
-            # dissect reads a link target whole: a hostile jffs2 size would make it gigabytes of zeros
-            raise FormatError(f"symlink target of {size} bytes, longer than a path can be")
-        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
-        return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, link)  # type: ignore[attr-defined]
+        return Node(kind, stat.S_IMODE(mode), inode.uid, inode.gid, size, _link(inode, kind, size))  # type: ignore[attr-defined]
 
     def name(self, inode: object) -> str:
         return str(inode.name)  # type: ignore[attr-defined]
@@ -173,9 +179,8 @@ class _ExtFs(_InodeFs):
         raw = inode.inode  # type: ignore[attr-defined]
         mode: int = raw.i_mode
         kind = mode_type(mode)
-        link = inode.link if kind is EntryType.SYMLINK else None  # type: ignore[attr-defined]
         size = inode.size if kind in {EntryType.FILE, EntryType.SYMLINK} else 0  # type: ignore[attr-defined]
-        return Node(kind, stat.S_IMODE(mode), raw.i_uid, raw.i_gid, size, link)
+        return Node(kind, stat.S_IMODE(mode), raw.i_uid, raw.i_gid, size, _link(inode, kind, size))
 
     def name(self, inode: object) -> str:
         return str(inode.filename)  # type: ignore[attr-defined]
