@@ -18,10 +18,11 @@ import pytest
 
 from nospy.firmware.tree import DirectoryTree, EntryType, FileTree
 from nospy.firmware.unpack import PREFIX, Limits, open_image
-from nospy.firmware.unpack.base import Context, mode_type
+from nospy.firmware.unpack.base import Context, FormatError, mode_type
 from nospy.firmware.unpack.handlers.filesystems import _cramfs_to_le
+from nospy.firmware.unpack.handlers.squashfs import Squashfs4
 from nospy.firmware.unpack.handlers.squashfs_legacy import _LINE, _mode
-from nospy.firmware.unpack.limits import Budget, LimitError
+from nospy.firmware.unpack.limits import Budget
 from unpack_images import BUILDERS, OLD_SQUASHFS, ROOT_FILES, _squashfs_old, build, make_rootfs, run, tool, uimage
 
 Summary = dict[str, tuple[str, int | None, int, str | None, str | None]]
@@ -156,14 +157,22 @@ def test_old_squashfs_with_large_tables(name: str, bigroot: Path, workdir: Path)
 
 
 def test_old_squashfs_file_above_the_byte_limit(rootfs: Path, workdir: Path) -> None:
-    """A file larger than the unpacked-bytes limit is listed and refused alone; the rest is read."""
-    tree = open_image(build("squashfs3-gzip", rootfs, workdir), Limits(max_bytes=1 << 20))
+    """A file larger than the unpacked-bytes limit is not opened (its block list is not even built: a
+    sparse file can claim terabytes); the listing keeps it, and the rest is read."""
+    image = build("squashfs3-gzip", rootfs, workdir)
+    limits = Limits(max_bytes=1 << 20)
+    tree = open_image(image, limits)
     assert tree.issues == []
     busybox = tree.get("/bin/busybox")
     assert busybox is not None and busybox.size > 1 << 20
-    with pytest.raises(LimitError):
-        tree.read("/bin/busybox", 4)
     assert tree.read("/etc/passwd") == ROOT_FILES["etc/passwd"]
+    ctx = Context(Budget(limits), image.name)
+    chunk = Squashfs4().identify(memoryview(image.read_bytes()), 0, ctx)
+    assert chunk is not None and chunk.filesystem is not None
+    handles = {path: ref for path, _, ref in chunk.filesystem.walk(ctx)}
+    with pytest.raises(FormatError, match="above the unpacked-bytes limit"):
+        chunk.filesystem.open_file(handles["/bin/busybox"])
+    assert chunk.filesystem.open_file(handles["/etc/passwd"]).read() == ROOT_FILES["etc/passwd"]
 
 
 @pytest.mark.parametrize("name", ["squashfs-xz", "jffs2-be", "ubi"])

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack import base, image
-from nospy.firmware.unpack.base import FlatFilesystem, Handler, Node, ViewIO
+from nospy.firmware.unpack.base import FlatFilesystem, FormatError, Handler, Node, ViewIO
 from nospy.firmware.unpack.handlers import HANDLERS
 from nospy.firmware.unpack.handlers.squashfs import _INODES, Squashfs4, VendorLzma, _Bounded, _children, _INode
 from nospy.firmware.unpack.image import _Engine
@@ -99,11 +99,20 @@ def test_vendor_lzma_framings(framing: str) -> None:
 
 @pytest.mark.parametrize("codec", ["gzip", "xz", "zstd"])
 def test_squashfs_blocks_decode_no_further_than_a_block(codec: str) -> None:
-    """A hostile block that expands far beyond the block size is cut there, not decoded whole in memory."""
-    bomb = bytes(64 << 20)
-    packed = zlib.compress(bomb) if codec == "gzip" else lzma.compress(bomb) if codec == "xz" else zstd.compress(bomb)
-    compression = {"gzip": 1, "xz": 4, "zstd": 6}[codec]
-    assert len(_Bounded(None, compression).decompress(packed, 131072)) == 131072
+    """A block decodes as before; one that expands beyond the block size is refused once the block size
+    is reached (not decoded whole in memory), and so is one cut short."""
+
+    def pack(data: bytes) -> bytes:
+        return zlib.compress(data) if codec == "gzip" else lzma.compress(data) if codec == "xz" else zstd.compress(data)
+
+    codec_id = {"gzip": 1, "xz": 4, "zstd": 6}[codec]
+    block = random.Random(1).randbytes(100_000) + bytes(31_072)  # noqa: S311 - test data, not a secret
+    assert _Bounded(None, codec_id).decompress(pack(block), 131072) == block
+    assert _Bounded(None, codec_id).decompress(pack(block[:8192]), 4096) == block[:8192]  # metadata, 4 KiB blocks
+    with pytest.raises(FormatError, match="does not end"):
+        _Bounded(None, codec_id).decompress(pack(bytes(64 << 20)), 131072)
+    with pytest.raises(FormatError, match="does not end"):
+        _Bounded(None, codec_id).decompress(pack(block)[:-40], 131072)
 
 
 def _inodes_as_dissect_reads_them(fs: SquashFS, inodes: list[INode]) -> list[tuple[object, ...]]:

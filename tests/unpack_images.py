@@ -105,10 +105,10 @@ def _compressed(inner: Callable[[Path, Path], None], codec: str) -> Callable[[Pa
     return build
 
 
-def _squashfs(comp: str) -> Callable[[Path, Path], None]:
+def _squashfs(comp: str, *extra: str) -> Callable[[Path, Path], None]:
     def build(root: Path, out: Path) -> None:
         pseudo = ("-p", "dev d 755 0 0", "-p", "dev/console c 600 0 0 5 1")
-        run("mksquashfs", root, out, "-comp", comp, "-all-root", "-noappend", "-quiet", *pseudo)
+        run("mksquashfs", root, out, "-comp", comp, "-all-root", "-noappend", "-quiet", *pseudo, *extra)
 
     return build
 
@@ -119,6 +119,7 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
     "squashfs-lzo": _squashfs("lzo"),
     "squashfs-lz4": _squashfs("lz4"),
     "squashfs-zstd": _squashfs("zstd"),
+    "squashfs-xz-4k": _squashfs("xz", "-b", "4096"),  # data blocks smaller than the 8 KiB metadata blocks
     "squashfs-lzma": _squashfs("lzma"),  # the LZMA-alone framing (13-byte header) of squashfs-tools
     "jffs2-le": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-l", "-e", "64KiB", "-U"),
     "jffs2-be": lambda root, out: run("mkfs.jffs2", "-r", root, "-o", out, "-b", "-e", "64KiB", "-U"),

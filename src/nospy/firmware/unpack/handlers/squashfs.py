@@ -148,11 +148,13 @@ class VendorLzma:
 
 
 class _Bounded:
-    """dissect's block codec, with the output of gzip, xz and zstd blocks capped at the block size.
+    """dissect's block codec, with each block's output capped and its stream required to end there.
 
-    dissect decodes those three with no output limit: a hostile 1 MiB block of zeros would expand to a
-    gigabyte (zlib) or more (xz, zstd) in memory at each read. LZO and LZ4 are already given the
-    expected size; LZMA is `VendorLzma`, which caps its output too.
+    dissect decodes gzip, xz and zstd blocks with no output limit: a hostile 1 MiB block of zeros would
+    expand to a gigabyte (zlib) or more (xz, zstd) in memory at each read. Here a block may decode to
+    at most the block size, or the 8 KiB of a metadata block (dissect asks both with the block size,
+    which may be 4 KiB); a stream that does not end within that, or ends early, is an error, as in the
+    kernel. LZO and LZ4 are given the size already; LZMA is `VendorLzma`, capped the same way.
     """
 
     def __init__(self, inner: Any, compression: int) -> None:
@@ -160,15 +162,22 @@ class _Bounded:
         self._id = compression
 
     def decompress(self, data: bytes, expected: int) -> bytes:
+        limit = max(expected, c_squashfs.SQUASHFS_METADATA_SIZE)
+        dec: Any
         if self._id == _GZIP_ID:
-            return zlib.decompressobj().decompress(data, expected)
-        if self._id == _XZ_ID:
-            return lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=_LZMA_MEMLIMIT).decompress(data, max_length=expected)
-        if self._id == _ZSTD_ID:
+            dec = zlib.decompressobj()
+        elif self._id == _XZ_ID:
+            dec = lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=_LZMA_MEMLIMIT)
+        elif self._id == _ZSTD_ID:
             from backports.zstd import ZstdDecompressor  # noqa: PLC0415 - what dissect itself loads for zstd
 
-            return ZstdDecompressor().decompress(data, max_length=expected)
-        return cast(bytes, self._inner.decompress(data, expected))
+            dec = ZstdDecompressor()
+        else:
+            return cast(bytes, self._inner.decompress(data, limit))
+        out: bytes = dec.decompress(data, limit)
+        if not dec.eof:
+            raise FormatError(f"a compressed block that does not end within {limit} bytes: corrupt or hostile")
+        return out
 
 
 class _FileStream(FileStream):  # type: ignore[misc]
@@ -494,7 +503,7 @@ class Squashfs4(Handler):
             raise FormatError(f"truncated: {sb.bytes_used} bytes used, {len(data) - offset} present")
         view = data[offset:end]
         fs = SquashFS(_StrictIO(view, ctx.budget, head[:4] != b"hsqs"))
-        fs._compression = VendorLzma() if sb.compression == _LZMA_ID else _Bounded(fs._compression, sb.compression)
+        fs._compression = _Bounded(VendorLzma() if sb.compression == _LZMA_ID else fs._compression, sb.compression)
         return Chunk(offset, end, filesystem=_Fs(fs))
 
 

@@ -182,7 +182,7 @@ class _Squashfs3(Filesystem):
         self._meta: dict[int, tuple[bytes, int]] = {}
         self._fragments: dict[int, tuple[int, int]] = {}
         self._fragment_index: list[int] | None = None
-        self._kept: OrderedDict[int, bytes] = OrderedDict()
+        self._kept: OrderedDict[tuple[int, int], bytes] = OrderedDict()  # (position, size word): decoded
         self._kept_bytes = 0
         self._listed = 0
         self._lock = threading.Lock()  # the listing reads files from several threads
@@ -202,10 +202,13 @@ class _Squashfs3(Filesystem):
     def _decode(self, data: bytes, limit: int, where: int) -> bytes:
         """A compressed block: zlib if it says so in its first two bytes, else a vendor LZMA."""
         if len(data) >= 2 and data[0] & 0x0F == 8 and int.from_bytes(data[:2], "big") % 31 == 0:
+            dec = zlib.decompressobj()
             try:
-                out = zlib.decompressobj().decompress(data, limit)
+                out = dec.decompress(data, limit)
             except zlib.error as exc:
                 raise FormatError(f"block at {where:#x}: zlib: {exc}") from exc
+            if not dec.eof:  # cut short, or longer than a block can be
+                raise FormatError(f"block at {where:#x}: zlib stream does not end within {limit} bytes")
         else:
             try:
                 out = self.lzma.decompress(data, limit)
@@ -309,7 +312,7 @@ class _Squashfs3(Filesystem):
                 child = self._inode(header["start_block"], entry["offset"])
                 out.append((name.decode("utf-8", "surrogateescape"), child.node, child))
                 self._listed += 1
-                if self._listed >= _MAX_ENTRIES:  # directories sharing one listing would repeat it each time
+                if self._listed > _MAX_ENTRIES:  # directories sharing one listing would repeat it each time
                     raise FormatError(f"more than {_MAX_ENTRIES} entries listed in one filesystem")
         return out
 
@@ -341,17 +344,18 @@ class _Squashfs3(Filesystem):
         if not length:  # a sparse block
             return bytes(expected or 0)
         with self._lock:
-            data = self._kept.get(pos)
+            data = self._kept.get((pos, word))
             if data is not None:
-                self._kept.move_to_end(pos)
+                self._kept.move_to_end((pos, word))
         if data is None:
             data = self._raw(pos, length)
             if not word & _DATA_UNCOMPRESSED:
                 data = self._decode(data, self.block_size, pos)
             data = data[: self.block_size]
-            with self._lock:  # two threads that miss the same block both decode it: harmless, and rare
-                self._kept[pos] = data
-                self._kept_bytes += len(data)
+            with self._lock:  # two threads that miss the same block both decode it; one copy is kept
+                if (pos, word) not in self._kept:
+                    self._kept[pos, word] = data
+                    self._kept_bytes += len(data)
                 while self._kept_bytes > _KEPT_BYTES:
                     self._kept_bytes -= len(self._kept.popitem(last=False)[1])
         if expected is None:
