@@ -174,8 +174,8 @@ class _Squashfs3(Filesystem):
         self.dir_header = _DIR_HEADER3 if major == 3 else _DIR_HEADER2
         self.dir_entry = _DIR_ENTRY3 if major == 3 else _DIR_ENTRY2
         self.check = 1 if sb.flags & _CHECK else 0
-        # the group ids follow the owner ids: unsquashfs (read_uids_guids_1) and the 3.x kernel read both
-        # tables in one go from uid_start, and never look at guid_start
+        # the group ids follow the owner ids, read in one go from uid_start as the unsquashfs of the
+        # 2.x/3.x era did (read_uids_guids_1); mksquashfs points guid_start at the same place
         owners = self._words(uid_start, sb.no_uids + sb.no_guids, 4)
         self.uids, self.guids = owners[: sb.no_uids], owners[sb.no_uids :]
         self.lzma = VendorLzma()
