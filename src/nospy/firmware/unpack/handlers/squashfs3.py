@@ -15,9 +15,8 @@ LZMA blocks in one image: each block is decoded by its own first bytes. Debian's
 reads 2.x and 3.x with zlib only. Every decode is capped at the size the format allows (8 KiB for
 metadata, the block size for data), so a hostile block cannot expand without bound.
 
-Limitations: squashfs 1.x and big-endian 4.0 are still read through ``unsquashfs``
-(`squashfs_legacy`); the optional export (NFS lookup) table and the directory indexes are not needed
-for a listing and are not read.
+Limitations: squashfs 1.x is still read through ``unsquashfs`` (`squashfs_legacy`); the optional
+export (NFS lookup) table and the directory indexes are not needed for a listing and are not read.
 """
 
 from __future__ import annotations
@@ -153,13 +152,12 @@ class _Inode(NamedTuple):
 
 
 class _Squashfs3(Filesystem):
-    def __init__(self, view: memoryview, major: int, big: bool, ctx: Context) -> None:
+    def __init__(self, view: memoryview, sb: _Super, big: bool, ctx: Context) -> None:
         self.view = view
-        self.major = major
+        self.major = major = sb.s_major
         self.big = big
         self.ctx = ctx
         self.order = ">" if big else "<"
-        sb = _superblock(view, major, big)
         self.sb = sb
         self.block_size = sb.block_size  # 2.x and 3.x alike (1.x has only the 16-bit block_size_1)
         if not 4096 <= self.block_size <= _MAX_BLOCK or self.block_size != 1 << sb.block_log:
@@ -447,22 +445,19 @@ class _FileIO(io.RawIOBase):
         return len(piece)
 
 
-def _superblock(view: memoryview, major: int, big: bool) -> _Super:
-    head = bytes(view[:_SB_SIZE])
-    if len(head) < (_SB_SIZE if major == 3 else _SB2_SIZE):
-        raise FormatError("superblock truncated")
-    # a 2.x superblock ends before the 3.x one's 64-bit fields, which 2.x never reads
-    return _Super(*struct.unpack(("<", ">")[big] + _SB_FORMAT, head.ljust(_SB_SIZE, b"\0")))
-
-
 def open_v3(data: memoryview, offset: int, ctx: Context, major: int, big: bool) -> Chunk:
     """The squashfs 2.x or 3.x filesystem at ``offset``."""
-    sb = _superblock(data[offset:], major, big)
+    head = bytes(data[offset : offset + _SB_SIZE])
+    sb_size = _SB_SIZE if major == 3 else _SB2_SIZE
+    if len(head) < sb_size:
+        raise FormatError("superblock truncated")
+    # a 2.x superblock ends before the 3.x one's 64-bit fields, which 2.x never reads
+    sb = _Super(*struct.unpack(("<", ">")[big] + _SB_FORMAT, head.ljust(_SB_SIZE, b"\0")))
     size = sb.bytes_used if major == 3 else sb.bytes_used_2
-    if size < (_SB_SIZE if major == 3 else _SB2_SIZE):
+    if size < sb_size:
         raise FormatError(f"squashfs {major}.x: {size} bytes used is less than its superblock")
     end = offset + size
     if end > len(data):
         raise FormatError(f"truncated: {size} bytes used, {len(data) - offset} present")
-    fs = _Squashfs3(data[offset:end], major, big, ctx)
+    fs = _Squashfs3(data[offset:end], sb, big, ctx)
     return Chunk(offset, end, filesystem=fs, label=f"squashfs{major}")
