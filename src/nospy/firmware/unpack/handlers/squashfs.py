@@ -174,10 +174,16 @@ class _Bounded:
             dec = ZstdDecompressor()
         else:
             return cast(bytes, self._inner.decompress(data, limit))
-        out: bytes = dec.decompress(data, limit)
-        if not dec.eof:
-            raise FormatError(f"a compressed block that does not end within {limit} bytes: corrupt or hostile")
-        return out
+        return decode_to_end(dec, data, limit, "a compressed block")
+
+
+def decode_to_end(dec: Any, data: bytes, limit: int, what: str) -> bytes:
+    """``data`` through decompressor ``dec`` (zlib, lzma or zstd: ``decompress(data, limit)`` and
+    ``eof``), which must end its stream within ``limit`` bytes; ``what`` names the block in the error."""
+    out: bytes = dec.decompress(data, limit)
+    if not dec.eof:
+        raise FormatError(f"{what} does not end within {limit} bytes: cut short, or larger than a block can be")
+    return out
 
 
 class _FileStream(FileStream):  # type: ignore[misc]

@@ -32,7 +32,7 @@ from typing import BinaryIO, NamedTuple
 
 from nospy.firmware.tree import EntryType
 from nospy.firmware.unpack.base import Chunk, Context, Filesystem, FormatError, Node, mode_type
-from nospy.firmware.unpack.handlers.squashfs import VendorLzma
+from nospy.firmware.unpack.handlers.squashfs import VendorLzma, decode_to_end
 
 _METADATA = 8192  # SQUASHFS_METADATA_SIZE
 _META_UNCOMPRESSED = 1 << 15  # SQUASHFS_COMPRESSED_BIT: the metadata block is stored as is
@@ -200,13 +200,10 @@ class _Squashfs3(Filesystem):
     def _decode(self, data: bytes, limit: int, where: int) -> bytes:
         """A compressed block: zlib if it says so in its first two bytes, else a vendor LZMA."""
         if len(data) >= 2 and data[0] & 0x0F == 8 and int.from_bytes(data[:2], "big") % 31 == 0:
-            dec = zlib.decompressobj()
             try:
-                out = dec.decompress(data, limit)
+                out = decode_to_end(zlib.decompressobj(), data, limit, f"the zlib block at {where:#x}")
             except zlib.error as exc:
                 raise FormatError(f"block at {where:#x}: zlib: {exc}") from exc
-            if not dec.eof:  # cut short, or longer than a block can be
-                raise FormatError(f"block at {where:#x}: zlib stream does not end within {limit} bytes")
         else:
             try:
                 out = self.lzma.decompress(data, limit)
