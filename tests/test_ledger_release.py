@@ -64,6 +64,24 @@ def test_manifest_is_an_in_toto_statement(tmp_path: Path) -> None:
         read_release(entry_bytes(dsse.sign(env.payload_type, loose, vendor)), [vendor.verifier])
 
 
+def test_a_release_of_several_images(tmp_path: Path) -> None:
+    """Each image is a subject, in the order given; a name twice, or none, is refused."""
+    (tmp_path / "a").mkdir()
+    main, boot, again = tmp_path / "main.img", tmp_path / "boot.img", tmp_path / "a" / "main.img"
+    for path in (main, boot, again):
+        path.write_bytes(path.name.encode() + str(path).encode())
+    vendor = keys.generate("acme.example")
+    _, st = read_release(entry_bytes(make_release([main, boot], vendor, "acme-rx200", "4.0")), [vendor.verifier])
+    assert [(a.name, a.sha256) for a in st.subject] == [
+        ("main.img", hashlib.sha256(main.read_bytes()).hexdigest()),
+        ("boot.img", hashlib.sha256(boot.read_bytes()).hexdigest()),
+    ]
+    with pytest.raises(InputError, match=r"each image once: main\.img"):
+        make_release([main, boot, again], vendor, "acme-rx200", "4.0")
+    with pytest.raises(InputError, match="1 to 64 images, not 0"):
+        make_release([], vendor, "acme-rx200", "4.0")
+
+
 def test_find_release_and_tlog_proof(released: tuple[Path, keys.SigningKey, keys.SigningKey, str]) -> None:
     root, log_key, vendor, digest = released
     ev = find_release(root, log_key.verifier, digest, vendor_keys=[vendor.verifier])

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from nospy import keys
+from nospy import dsse, keys
 from nospy.agreement import load as load_agreement
 from nospy.cli import run
 from nospy.errors import InputError
@@ -36,7 +36,7 @@ from nospy.ledger.interface import open_source
 from nospy.ledger.release import entry_bytes, make_release, sha256_file
 from nospy.ledger.server import LogServer
 from nospy.ledger.storage import LogWriter, init_log
-from nospy.monitor import Monitor, follow
+from nospy.monitor import Monitor, follow, history
 from nospy.monitor import run as monitor_run
 from nospy.monitor.images import HttpStore, find_image
 from nospy.server.db import connect, migrate
@@ -349,6 +349,70 @@ def test_first_release_failing_alerts(setup: Setup, images: Images, capsys: pyte
     assert {"backdoors", "services"} <= set(alert["change"]["new_failing"])
     assert alert["change"]["firmware"] is None
     assert _run(["history", "other-product", "--data", str(setup.data)], capsys)[0] == 2
+
+
+def test_every_image_of_a_release_is_checked(
+    setup: Setup, images: Images, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A release shipping two images (two subjects, as `nospy release A B` writes them) has both checked;
+    a backdoor in the second image alerts, against the second image of the previous release."""
+    skey = tmp_path / "vendor.skey"
+    skey.write_text(str(setup.vendor) + "\n")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    releases = {
+        "1.0": [("rx200-1.0.squashfs", images.clean), ("aux-1.0.squashfs", images.clean)],
+        "1.1": [("rx200-1.1.squashfs", images.clean), ("aux-1.1.squashfs", images.backdoored)],
+    }
+    for version, files in releases.items():
+        paths = []
+        for name, image in files:
+            paths.append(shipped / name)
+            shutil.copy(image, paths[-1])
+            shutil.copy(image, setup.store / sha256_file(image))
+        manifest = tmp_path / f"{version}.release.json"
+        args = ["release", *map(str, paths), "--key", str(skey), "--product", PRODUCT, "--version", version]
+        assert _run([*args, "-o", str(manifest)], capsys)[0] == 0
+        assert setup.server is not None
+        setup.server.writer.add([entry_bytes(dsse.parse(manifest.read_bytes()))])
+        if version == "1.0":
+            code, out, err = _run(setup.args(), capsys)
+            assert code == 0 and "1 new release(s), 2 checked, 0 missing image(s), 0 alert(s)" in out, err
+
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 1, err
+    assert "1 new release(s), 2 checked, 0 missing image(s), 1 alert(s)" in out
+    assert f"ALERT {PRODUCT} 1.1 image 2 of 2, aux-1.1.squashfs (log index 1)" in err
+    [alert] = _alerts(out)
+    assert alert["release"]["image"] == "aux-1.1.squashfs" and alert["release"]["image_index"] == 1
+    assert alert["release"]["sha256"] == sha256_file(images.backdoored)
+    assert alert["previous"]["image"] == "aux-1.0.squashfs" and alert["previous"]["version"] == "1.0"
+    assert {"backdoors", "services"} <= set(alert["change"]["new_failing"])
+    assert alert["change"]["firmware"]["files"]["added"] == [EXAMPLE_BACKDOOR]
+
+    code, out, _ = _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)
+    rows = json.loads(out)
+    assert [(r["version"], r["image_index"], r["image"], bool(r["new_failing"])) for r in rows] == [
+        ("1.0", 0, "rx200-1.0.squashfs", False),
+        ("1.0", 1, "aux-1.0.squashfs", False),
+        ("1.1", 0, "rx200-1.1.squashfs", False),
+        ("1.1", 1, "aux-1.1.squashfs", True),
+    ]
+    assert rows[2]["previous_id"] == rows[0]["id"] and rows[3]["previous_id"] == rows[1]["id"]
+    code, out, _ = _run(["history", PRODUCT, "--data", str(setup.data)], capsys)
+    assert code == 0 and "2/2 aux-1.1.squashfs" in out
+    engine, sessions = connect(f"sqlite:///{setup.data / 'nospy.db'}")
+    with sessions() as session:
+        [summary] = history.products(session)
+    engine.dispose()
+    assert summary.releases == 2  # two releases, four images
+    assert summary.latest.image == "aux-1.1.squashfs"  # the latest release's failing image, not its first
+    with running(setup.data) as web:
+        auth = bearer(new_token(setup.data, "reader"))
+        page = httpx.get(f"{web.url}/history/{PRODUCT}", timeout=30, headers=auth).text
+        assert "2/2 aux-1.1.squashfs" in page and "1/2 rx200-1.1.squashfs" in page
+        [api] = httpx.get(f"{web.url}/api/history", timeout=30, headers=auth).json()
+        assert api["releases"] == 2 and api["latest"]["image_index"] == 1
 
 
 def test_forked_log_alerts_and_is_never_trusted_again(

@@ -19,8 +19,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from nospy.server.db import Base, Check, File, State, connect, migrate, try_lock
+from nospy.server.db import Base, Check, File, MonitorRelease, State, connect, migrate, try_lock
 from nospy.server.jobs import CHECK_WORKER, UPLOAD_WORKER, ProcessRunner, Validators, recover, run_one
 from nospy.server.store import BlobStore
 from serverlib import EXAMPLE_AGREEMENT, Postgres, Server, bearer, new_token, running, submit, wait_finished
@@ -153,6 +154,53 @@ def test_postgresql_migrations_and_a_check(postgres: Postgres, tmp_path: Path) -
         assert check["state"] == "done" and check["summary"] == "8 not-checked"
         assert check["created"].endswith("Z") or check["created"].endswith("+00:00")
     assert not (data / "nospy.db").exists()  # nothing went to SQLite
+
+
+_OLD_RELEASE = (
+    "INSERT INTO monitor_releases (watch_id, log_index, product, version, sha256, image_name, tree_size, state,"
+    " found) SELECT id, 7, 'acme-rx200', '1.0', '{}', 'rx200-1.0.img', 8, 'done', '2026-01-01' FROM monitor_watches"
+)
+
+
+def _releases_keep_their_rows_and_gain_images(url: str) -> None:
+    """A database holding releases from before a release could have several images: its rows are kept
+    (as each release's only image), and a release may then have a row per image, but not two for one."""
+    engine, _ = connect(url)
+    migrate(engine, "0006_rounds")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO monitor_logs (origin, key, location, size, updated)"
+            " VALUES ('log.example', 'k+1', 'http://log.example', 8, '2026-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO monitor_watches (log_id, agreement_id, agreement_sha256, next_index)"
+            " SELECT id, 'a', 'b', 8 FROM monitor_logs"
+        )
+        conn.exec_driver_sql(_OLD_RELEASE.format("0" * 64))
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT watch_id, log_index, image_name, image_index, image_count, state FROM monitor_releases"
+        ).all()
+        watch = rows[0][0] if rows else None
+        assert [tuple(r) for r in rows] == [(watch, 7, "rx200-1.0.img", 0, 1, "done")]
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    _, sessions = connect(url)
+    with sessions.begin() as s:
+        s.add(MonitorRelease(watch_id=watch, log_index=7, product="acme-rx200", version="1.0", sha256="1" * 64,
+                             image_name="boot.img", image_index=1, image_count=2, tree_size=8, state="pending"))  # fmt: skip
+    with pytest.raises(IntegrityError), sessions.begin() as s:
+        s.add(MonitorRelease(watch_id=watch, log_index=7, product="acme-rx200", version="1.0", sha256="2" * 64,
+                             image_name="again.img", image_index=1, image_count=2, tree_size=8, state="pending"))  # fmt: skip
+    engine.dispose()
+
+
+def test_releases_gain_images_on_sqlite(tmp_path: Path) -> None:
+    _releases_keep_their_rows_and_gain_images(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_releases_gain_images_on_postgresql(postgres: Postgres) -> None:
+    _releases_keep_their_rows_and_gain_images(postgres.url)
 
 
 _HOLD = """

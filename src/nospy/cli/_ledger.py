@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
 
 def release(
-    image: Path = typer.Argument(..., help="Firmware image file."),
+    images: list[Path] = typer.Argument(
+        ..., help="Firmware image file; several when the release ships several (each is checked)."
+    ),
     *,
     key: Path = typer.Option(..., "--key", "-k", help="Vendor signing key (.skey)."),
     product: str = typer.Option(..., "--product", help="Product identifier, e.g. acme-rx200."),
@@ -41,8 +43,8 @@ def release(
     from nospy import keys  # noqa: PLC0415
     from nospy.ledger.release import make_release  # noqa: PLC0415
 
-    env = make_release(image, keys.read_signing_key(key), product, version, sbom=sbom, report=report)
-    out = output or image.with_name(image.name + ".release.json")
+    env = make_release(images, keys.read_signing_key(key), product, version, sbom=sbom, report=report)
+    out = output or images[0].with_name(images[0].name + ".release.json")
     write_atomic(out, env.to_json().encode())
     console.print(f"wrote {out}")
 

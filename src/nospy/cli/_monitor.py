@@ -179,19 +179,30 @@ def history(
         console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
         return
     clauses = list(dict.fromkeys(c for r in rows for c in r.verdicts))
-    table = Table(title=escape(f"{product}: {len(rows)} release(s)"))
-    for col in ("version", "log index", "image sha256", "checked", *clauses, "new failing"):
+    table = Table(title=escape(f"{product}: {sum(r.image_index == 0 for r in rows)} release(s)"))
+    several = any(r.image_count > 1 for r in rows)  # releases that ship several images: a row for each
+    for col in (
+        "version",
+        "log index",
+        *(["image"] if several else []),
+        "image sha256",
+        "checked",
+        *clauses,
+        "new failing",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         checked = r.checked.strftime("%Y-%m-%d %H:%M:%SZ") if r.checked else r.state
+        image = [f"{r.image_index + 1}/{r.image_count} {r.image}"] if several else []
         cells = [
             r.version,
             str(r.log_index),
+            *image,
             r.sha256[:16],
             checked,
             *[r.verdicts.get(c, "-") for c in clauses],
             ", ".join(r.new_failing) or ("-" if r.state == "done" else (r.problem or r.state)),
         ]
         table.add_row(*[escape(c) for c in cells])  # versions and problems come from the log: no markup
-    # one row per release, one column per clause: wider than a terminal's default, and never folded
+    # one row per release image, one column per clause: wider than a terminal's default, and never folded
     Console(highlight=False, width=max(console.width, 240)).print(table)

@@ -1,7 +1,8 @@
 """Signed release manifests: an in-toto Statement v1 (https://github.com/in-toto/attestation,
 spec/v1/statement.md) in a DSSE envelope signed by the vendor.
 
-The statement's subject is the firmware image (name, SHA-256); the predicate names the product and
+The statement's subject is the firmware image (name, SHA-256), or the release's images when it ships
+several (a main image and a boot loader, say: every one is checked); the predicate names the product and
 version and, by digest only, the SBOM and evaluation report, so a manifest stays far below the
 65,535-byte limit of a tlog-tiles entry. The statement must be canonical JSON (RFC 8785); the
 logged entry is the envelope's compact JSON.
@@ -38,6 +39,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://nospy.dev/release/v1"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_MAX_IMAGES = 64  # subjects of one release manifest
 
 
 class Artifact(BaseModel):
@@ -66,7 +68,7 @@ class ReleasePredicate(BaseModel):
 class Statement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     type_: str = Field(alias="_type", description="in-toto Statement type URI.")
-    subject: tuple[Artifact, ...] = Field(min_length=1, max_length=64, description="The firmware image(s).")
+    subject: tuple[Artifact, ...] = Field(min_length=1, max_length=_MAX_IMAGES, description="The firmware image(s).")
     predicate_type: str = Field(alias="predicateType", description="Release predicate type URI.")
     predicate: ReleasePredicate
 
@@ -88,7 +90,7 @@ def _artifact(path: Path) -> Artifact:
 
 
 def make_release(
-    image: Path,
+    images: Path | Sequence[Path],
     key: keys.SigningKey,
     product: str,
     version: str,
@@ -96,10 +98,18 @@ def make_release(
     sbom: Path | None = None,
     report: Path | None = None,
 ) -> dsse.Envelope:
-    """A release manifest for ``image``, signed by the vendor ``key``."""
+    """A release manifest for ``images`` (one image, or every image of the release in order), signed by
+    the vendor ``key``."""
+    subject = tuple(_artifact(i) for i in ([images] if isinstance(images, Path) else images))
+    names = [a.name for a in subject]
+    if not 1 <= len(names) <= _MAX_IMAGES:
+        raise InputError(f"a release names 1 to {_MAX_IMAGES} images, not {len(names)}")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"a release names each image once: {', '.join(twice)}")
     statement = Statement(
         type_=STATEMENT_TYPE,
-        subject=(_artifact(image),),
+        subject=subject,
         predicate_type=PREDICATE_TYPE,
         predicate=ReleasePredicate(
             product=product,

@@ -1,4 +1,4 @@
-"""The monitor's history: per product, every release seen with its verdict per clause.
+"""The monitor's history: per product, every release seen (a row per image) with its verdict per clause.
 
 Read by ``nospy history`` and the web service's history pages, from the tables `nospy.monitor.run`
 writes.
@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from nospy.server.db import MonitorLog, MonitorRelease, MonitorWatch
@@ -27,6 +27,8 @@ class ReleaseRow(BaseModel):
     log_index: int
     sha256: str = Field(description="SHA-256 of the image, as the signed release manifest names it.")
     image: str = Field(description="The image's name in the manifest.")
+    image_index: int = Field(0, description="Its place among the manifest's images (subjects), from 0.")
+    image_count: int = Field(1, description="How many images the release's manifest names: a row each.")
     agreement_id: str
     state: str = Field(description="done, missing (image not in the store yet), pending, or error.")
     problem: str | None
@@ -40,8 +42,8 @@ class ReleaseRow(BaseModel):
 class ProductSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
     product: str
-    releases: int
-    latest: ReleaseRow
+    releases: int = Field(description="Releases (log entries) recorded, whatever their number of images.")
+    latest: ReleaseRow = Field(description="The latest release's image with a failing clause, or else its first image.")
 
 
 def _row(rel: MonitorRelease, watch: MonitorWatch, log: MonitorLog) -> ReleaseRow:
@@ -53,6 +55,8 @@ def _row(rel: MonitorRelease, watch: MonitorWatch, log: MonitorLog) -> ReleaseRo
         log_index=rel.log_index,
         sha256=rel.sha256,
         image=rel.image_name,
+        image_index=rel.image_index,
+        image_count=rel.image_count,
         agreement_id=watch.agreement_id,
         state=rel.state,
         problem=rel.problem,
@@ -64,45 +68,55 @@ def _row(rel: MonitorRelease, watch: MonitorWatch, log: MonitorLog) -> ReleaseRo
     )
 
 
-def releases(session: Session, product: str) -> list[ReleaseRow]:
-    """Every release of ``product`` the monitor recorded, oldest first (by log, then log index)."""
-    rows = session.execute(
+def _joined() -> Select[MonitorRelease, MonitorWatch, MonitorLog]:
+    return (
         select(MonitorRelease, MonitorWatch, MonitorLog)
         .join(MonitorWatch, MonitorRelease.watch_id == MonitorWatch.id)
         .join(MonitorLog, MonitorWatch.log_id == MonitorLog.id)
+    )
+
+
+def releases(session: Session, product: str) -> list[ReleaseRow]:
+    """Every release of ``product`` the monitor recorded, a row per image, oldest first (by log, then
+    log index, then the image's place in the manifest)."""
+    rows = session.execute(
+        _joined()
         .where(MonitorRelease.product == product)
-        .order_by(MonitorLog.origin, MonitorWatch.agreement_id, MonitorRelease.log_index)
+        .order_by(MonitorLog.origin, MonitorWatch.agreement_id, MonitorRelease.log_index, MonitorRelease.image_index)
     ).all()
     return [_row(r, w, lg) for r, w, lg in rows]
 
 
 def products(session: Session) -> list[ProductSummary]:
-    """Every product with releases, with its count and latest release."""
+    """Every product with releases, with its count of releases and its latest release."""
     counts = session.execute(
-        select(MonitorRelease.product, func.count(), func.max(MonitorRelease.id))
+        select(
+            MonitorRelease.product,
+            func.count().filter(MonitorRelease.image_index == 0),  # each release has one first image
+            func.max(MonitorRelease.id),
+        )
         .group_by(MonitorRelease.product)
         .order_by(MonitorRelease.product)
     ).all()
     out = []
     for product, count, last_id in counts:
-        rel, watch, log = session.execute(
-            select(MonitorRelease, MonitorWatch, MonitorLog)
-            .join(MonitorWatch, MonitorRelease.watch_id == MonitorWatch.id)
-            .join(MonitorLog, MonitorWatch.log_id == MonitorLog.id)
-            .where(MonitorRelease.id == last_id)
-        ).one()
-        out.append(ProductSummary(product=product, releases=count, latest=_row(rel, watch, log)))
+        last = session.get_one(MonitorRelease, last_id)
+        images = [
+            _row(r, w, lg)
+            for r, w, lg in session.execute(
+                _joined()
+                .where(MonitorRelease.watch_id == last.watch_id, MonitorRelease.log_index == last.log_index)
+                .order_by(MonitorRelease.image_index)
+            ).all()
+        ]
+        latest = next((r for r in images if "fail" in r.verdicts.values()), images[0])
+        out.append(ProductSummary(product=product, releases=count, latest=latest))
     return out
 
 
 def release(session: Session, release_id: int) -> tuple[ReleaseRow, str | None, str | None] | None:
     """One release's row, report JSON and change JSON, or None."""
-    found = session.execute(
-        select(MonitorRelease, MonitorWatch, MonitorLog)
-        .join(MonitorWatch, MonitorRelease.watch_id == MonitorWatch.id)
-        .join(MonitorLog, MonitorWatch.log_id == MonitorLog.id)
-        .where(MonitorRelease.id == release_id)
-    ).first()
+    found = session.execute(_joined().where(MonitorRelease.id == release_id)).first()
     if found is None:
         return None
     rel, watch, log = found

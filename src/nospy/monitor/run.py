@@ -7,12 +7,13 @@ A round (`Monitor.run_round`):
    forked is alerted on once and never trusted again (``monitor_logs.forked``);
 2. read the entries added since, keep the release manifests of the agreement's products (all
    products when the agreement names none: a monitor must not silently watch nothing), prove each
-   one included under the new checkpoint, and record it, in the same transaction as the checkpoint;
-3. for each recorded release not yet checked, in log order: find its image in the store (by
-   content, see `nospy.monitor.images`), check it (`check_release`), compare it with the product's
-   previous checked release, store the report and the change, and raise an alert when a clause
-   fails that did not before; a release whose image is not in the store stays "missing" and is
-   tried again next round;
+   one included under the new checkpoint, and record each image it names (its subjects: a release
+   may ship several, and every one is checked), in the same transaction as the checkpoint;
+3. for each recorded release image not yet checked, in log order: find it in the store (by
+   content, see `nospy.monitor.images`), check it (`check_release`), compare it with the image in
+   the same place of the product's previous checked release, store the report and the change, and
+   raise an alert when a clause fails that did not before; an image not in the store yet stays
+   "missing" and is tried again next round;
 4. deliver the alerts not yet delivered (the outbox), to the webhook if one is set.
 
 Nothing is lost on a crash: every step commits what it finished, and the next round picks up the
@@ -83,8 +84,8 @@ class ReleaseState:
 class RoundResult:
     origin: str = ""
     tree_size: int = 0
-    new_releases: list[str] = field(default_factory=list)
-    checked: list[str] = field(default_factory=list)
+    new_releases: list[str] = field(default_factory=list)  # a label per release (log entry)
+    checked: list[str] = field(default_factory=list)  # a label per image: a release may ship several
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # raised this round
@@ -98,8 +99,14 @@ class RoundResult:
         return bool(self.alerts) or self.forked is not None
 
 
-def _release_label(r: MonitorRelease) -> str:
-    return f"{r.product} {r.version} (log index {r.log_index})"
+def _release_label(r: MonitorRelease, *, image: bool = True) -> str:
+    """The release and, if it ships several images, which of them this row is (``image``) or how many."""
+    if r.image_count == 1:
+        return f"{r.product} {r.version} (log index {r.log_index})"
+    if not image:
+        return f"{r.product} {r.version} (log index {r.log_index}, {r.image_count} images)"
+    which = f"image {r.image_index + 1} of {r.image_count}, {r.image_name}"
+    return f"{r.product} {r.version} {which} (log index {r.log_index})"
 
 
 class Monitor:
@@ -330,8 +337,8 @@ class Monitor:
             if self.products and product not in self.products:
                 continue
             follow.verify_included(st, index, entry)  # VerificationError: nothing of this round is kept
-            subject = statement.subject[0]  # the image; more subjects are other artifacts of the release
-            found.append(
+            # every image the release ships is checked: a backdoor must not pass by being the second
+            found.extend(
                 MonitorRelease(
                     watch_id=watch_id,
                     log_index=index,
@@ -339,9 +346,12 @@ class Monitor:
                     version=statement.predicate.version,
                     sha256=subject.sha256,
                     image_name=subject.name,
+                    image_index=position,
+                    image_count=len(statement.subject),
                     tree_size=cp.size,
                     state=ReleaseState.PENDING,
                 )
+                for position, subject in enumerate(statement.subject)
             )
         # the releases and the checkpoint they were proved under are kept together, or not at all
         with self.sessions.begin() as s:
@@ -351,8 +361,9 @@ class Monitor:
             log = s.get_one(MonitorLog, log_id)
             log.checkpoint, log.size, log.location = st.signed.note, cp.size, self.location
         for row in found:
-            result.new_releases.append(_release_label(row))
-            self.say(f"new release {_release_label(row)}")
+            if row.image_index == 0:
+                result.new_releases.append(_release_label(row, image=False))
+                self.say(f"new release {_release_label(row, image=False)}")
 
     def _check_pending(self, log_id: int, tree_size: int, result: RoundResult) -> None:
         with self.sessions() as s:
@@ -364,7 +375,7 @@ class Monitor:
                     MonitorWatch.agreement_sha256 == self.agreement_sha256,
                     MonitorRelease.state.in_([ReleaseState.PENDING, ReleaseState.MISSING]),
                 )
-                .order_by(MonitorRelease.log_index)
+                .order_by(MonitorRelease.log_index, MonitorRelease.image_index)
             ).all()
         for release_id in ids:
             self._alive()
@@ -388,6 +399,7 @@ class Monitor:
                 .where(
                     MonitorRelease.watch_id == rel.watch_id,
                     MonitorRelease.product == rel.product,
+                    MonitorRelease.image_index == rel.image_index,  # a release's n-th image follows the n-th
                     MonitorRelease.state == ReleaseState.DONE,
                     MonitorRelease.log_index < rel.log_index,
                 )
@@ -487,5 +499,7 @@ def _describe(rel: MonitorRelease) -> dict[str, Any]:
         "log_index": rel.log_index,
         "sha256": rel.sha256,
         "image": rel.image_name,
+        "image_index": rel.image_index,
+        "image_count": rel.image_count,
         "verdicts": json.loads(rel.verdicts_json) if rel.verdicts_json else None,
     }

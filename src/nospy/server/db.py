@@ -209,10 +209,11 @@ class MonitorWatch(Base):
 
 
 class MonitorRelease(Base):
-    """A release of one of a watched agreement's products, and its check."""
+    """An image of a release of one of a watched agreement's products, and its check: a release whose
+    manifest names several images (subjects) has a row for each."""
 
     __tablename__ = "monitor_releases"
-    __table_args__ = (UniqueConstraint("watch_id", "log_index"),)
+    __table_args__ = (UniqueConstraint("watch_id", "log_index", "image_index", name="uq_monitor_releases_image"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     watch_id: Mapped[int] = mapped_column(ForeignKey("monitor_watches.id", ondelete="CASCADE"), index=True)
     log_index: Mapped[int] = mapped_column(BigInteger)
@@ -220,6 +221,8 @@ class MonitorRelease(Base):
     version: Mapped[str] = mapped_column(String(256))
     sha256: Mapped[str] = mapped_column(String(64))
     image_name: Mapped[str] = mapped_column(String(1024))  # the manifest's subject name (display only)
+    image_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # its place among the subjects
+    image_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # the manifest's subjects
     tree_size: Mapped[int] = mapped_column(BigInteger)  # the checkpoint its inclusion was verified under
     state: Mapped[str] = mapped_column(String(16), index=True)  # pending, missing, done, error
     problem: Mapped[str | None] = mapped_column(Text, default=None)
@@ -295,8 +298,8 @@ def connect(url: str) -> tuple[Engine, sessionmaker]:  # type: ignore[type-arg]
     return engine, sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database's schema to the newest migration."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database's schema to the newest migration (or to ``revision``)."""
     from alembic import command  # noqa: PLC0415 - Alembic is loaded only to migrate (the content cache reads the db)
     from alembic.config import Config  # noqa: PLC0415
 
@@ -308,7 +311,7 @@ def migrate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7034171)")
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 @contextmanager
