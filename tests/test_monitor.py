@@ -818,12 +818,15 @@ def test_images_fetched_from_a_web_store(setup: Setup, images: Images, capsys: p
         assert code == 1, err  # 1.1 fails the no-backdoor clause that 1.0 passed
         assert "3 new release(s), 2 checked, 1 missing image(s), 1 alert(s)" in out, out
         assert f"{url}{images.later.name} has sha256 {clean}" in err
-        assert sorted(p.name for p in kept.iterdir()) == sorted([clean, bad])  # no partial download left
+        # 1.0's image went once 1.1 had been diffed against it: only the latest checked one is kept
+        # (1.2 will be diffed against it), and no partial download is left
+        assert [p.name for p in kept.iterdir()] == [bad]
+        assert "deleted 1 fetched image(s) no release needs any more" in err
         (web / images.later.name).write_bytes(images.later.read_bytes())
         shutil.rmtree(web / bad[:2])  # 1.2 is diffed against 1.1, whose image is now read from the data folder
         code, out, err = _run(args, capsys)
         assert code == 0 and "0 new release(s), 1 checked, 0 missing" in out, err
-        assert sha256_file(kept / later) == later
+        assert [p.name for p in kept.iterdir()] == [later] and sha256_file(kept / later) == later
     with sqlite3.connect(setup.data / "nospy.db") as db:
         [(diff,)] = db.execute("SELECT diff_json FROM monitor_releases WHERE version = '1.2'").fetchall()
     change = json.loads(diff)
@@ -873,6 +876,11 @@ def test_web_store_limits_and_errors(tmp_path: Path) -> None:
     os.utime(dead, (time.time() - 3600, time.time() - 3600))
     HttpStore("http://127.0.0.1:9/", downloads)
     assert sorted(p.name for p in downloads.iterdir()) == [".part-live"]
+    # pruning deletes fetched images not kept, and nothing else (a download in progress, other files)
+    for name in ("a" * 64, "b" * 64, "notes.txt"):
+        (downloads / name).write_bytes(b"x")
+    assert HttpStore("http://127.0.0.1:9/", downloads).prune({"b" * 64}) == ["a" * 64]
+    assert sorted(p.name for p in downloads.iterdir()) == [".part-live", "b" * 64, "notes.txt"]
     found = HttpStore("http://127.0.0.1:9/", tmp_path / "dl2").find(digest, "fw.bin")
     assert found.path is None and found.problem is not None and "Connection refused" in found.problem
     with pytest.raises(InputError, match="not an http"):

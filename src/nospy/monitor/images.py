@@ -7,7 +7,8 @@ file is found is hashed, and used only when its SHA-256 is the one the signed re
 
 An image fetched over HTTP is streamed to a private folder (``downloads``) while it is hashed, under a
 size limit, and kept there under its SHA-256 once it matches: the next round (and the next release's
-diff against it) reads it from there. What does not match is deleted.
+diff against it) reads it from there. What does not match is deleted, and so is an image no release
+needs any more (`HttpStore.prune`, which the monitor calls after each round).
 """
 
 from __future__ import annotations
@@ -166,6 +167,20 @@ class HttpStore:
         if problems:
             problem += "; " + "; ".join(problems)
         return Lookup(None, problem)
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Delete the fetched images whose SHA-256 is not in ``keep``; the digests deleted.
+
+        Only files named by a SHA-256 are touched (a download in progress is a ``.part-*`` file); the
+        web server stays the images' source, so an image needed again is fetched again.
+        """
+        gone = []
+        for path in self.downloads.iterdir():
+            if _SHA256.fullmatch(path.name) and path.name not in keep:
+                with contextlib.suppress(FileNotFoundError):  # another monitor pruned it first
+                    path.unlink()
+                    gone.append(path.name)
+        return gone
 
     def _fetch(self, url: str) -> tuple[str, Path]:
         """The SHA-256 of what ``url`` serves and the file it was streamed to (``downloads/.part-*``)."""

@@ -39,7 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,7 +53,7 @@ from nospy.ledger.interface import open_source
 from nospy.ledger.release import read_release
 from nospy.monitor import alerts, follow
 from nospy.monitor.evaluate import check_release, compare
-from nospy.monitor.images import open_store
+from nospy.monitor.images import HttpStore, open_store
 from nospy.server.db import (
     MonitorAlert,
     MonitorLog,
@@ -255,7 +255,43 @@ class Monitor:
         if forked is not None:
             result.forked = forked
             self.say(f"log {cp.origin} is not trusted: {forked}")
+        self._prune()
         self._deliver(log_id, result)
+
+    def _prune(self) -> None:
+        """Delete the images fetched over HTTP that no release needs any more.
+
+        Kept: the image of every release not checked yet (pending, missing) and of the latest checked
+        release of each watch, product and image place (the next release's diff reads it). This covers
+        every monitor that shares the database (and with it the data folder's ``images/``); one in a
+        round on another log needs only images of its pending releases and their predecessors.
+        """
+        if not isinstance(self.store, HttpStore):
+            return
+        done = MonitorRelease.state == ReleaseState.DONE
+        place = (MonitorRelease.watch_id, MonitorRelease.product, MonitorRelease.image_index)
+        last = select(*place, func.max(MonitorRelease.log_index).label("last")).where(done).group_by(*place).subquery()
+        with self.sessions() as s:
+            keep = set(
+                s.scalars(
+                    select(MonitorRelease.sha256).join(
+                        last,
+                        (MonitorRelease.watch_id == last.c.watch_id)
+                        & (MonitorRelease.product == last.c.product)
+                        & (MonitorRelease.image_index == last.c.image_index)
+                        & (MonitorRelease.log_index == last.c.last),
+                    )
+                )
+            )
+            waiting = MonitorRelease.state.in_([ReleaseState.PENDING, ReleaseState.MISSING])
+            keep.update(s.scalars(select(MonitorRelease.sha256).where(waiting)))
+        try:
+            gone = self.store.prune(keep)
+        except OSError as exc:
+            self.say(f"fetched images not pruned: {self.store.downloads}: {exc.strerror or exc}")
+            return
+        if gone:
+            self.say(f"deleted {len(gone)} fetched image(s) no release needs any more")
 
     def _log(self, origin: str) -> tuple[int, str | None, str | None]:
         with self.sessions.begin() as s:
