@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy import dsse, keys
@@ -351,68 +354,140 @@ def test_first_release_failing_alerts(setup: Setup, images: Images, capsys: pyte
     assert _run(["history", "other-product", "--data", str(setup.data)], capsys)[0] == 2
 
 
-def test_every_image_of_a_release_is_checked(
-    setup: Setup, images: Images, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A release shipping two images (two subjects, as `nospy release A B` writes them) has both checked;
-    a backdoor in the second image alerts, against the second image of the previous release."""
-    skey = tmp_path / "vendor.skey"
+def _release_of(setup: Setup, version: str, files: list[tuple[str, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    """Log a release of ``files`` (name, image) made by ``nospy release`` (one subject per image, in order)."""
+    skey = setup.tmp / "vendor.skey"
     skey.write_text(str(setup.vendor) + "\n")
-    shipped = tmp_path / "shipped"
-    shipped.mkdir()
-    releases = {
-        "1.0": [("rx200-1.0.squashfs", images.clean), ("aux-1.0.squashfs", images.clean)],
-        "1.1": [("rx200-1.1.squashfs", images.clean), ("aux-1.1.squashfs", images.backdoored)],
-    }
-    for version, files in releases.items():
-        paths = []
-        for name, image in files:
-            paths.append(shipped / name)
-            shutil.copy(image, paths[-1])
-            shutil.copy(image, setup.store / sha256_file(image))
-        manifest = tmp_path / f"{version}.release.json"
-        args = ["release", *map(str, paths), "--key", str(skey), "--product", PRODUCT, "--version", version]
-        assert _run([*args, "-o", str(manifest)], capsys)[0] == 0
-        assert setup.server is not None
-        setup.server.writer.add([entry_bytes(dsse.parse(manifest.read_bytes()))])
-        if version == "1.0":
-            code, out, err = _run(setup.args(), capsys)
-            assert code == 0 and "1 new release(s), 2 checked, 0 missing image(s), 0 alert(s)" in out, err
+    shipped = setup.tmp / "shipped"
+    shipped.mkdir(exist_ok=True)
+    paths = []
+    for name, image in files:
+        paths.append(shipped / name)
+        shutil.copy(image, paths[-1])
+    manifest = setup.tmp / f"{version}.release.json"
+    args = ["release", *map(str, paths), "--key", str(skey), "--product", PRODUCT, "--version", version]
+    assert _run([*args, "-o", str(manifest)], capsys)[0] == 0
+    assert setup.server is not None
+    setup.server.writer.add([entry_bytes(dsse.parse(manifest.read_bytes()))])
 
+
+def test_every_image_of_a_release_is_checked(setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]) -> None:
+    """A release shipping two images (two subjects, as `nospy release A B` writes them) has both checked.
+    A clause failing in an image is new when it failed in no image of the previous release, in whatever
+    order the vendor lists them; the firmware diff is against the image of the same name, else place."""
+    for image in (images.clean, images.backdoored):
+        shutil.copy(image, setup.store / sha256_file(image))
+    _release_of(setup, "1.0", [("rx200-1.0.squashfs", images.clean), ("boot.img", images.clean)], capsys)
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 0 and "1 new release(s), 2 checked, 0 missing image(s), 0 alert(s)" in out, err
+    assert f"new release {PRODUCT} 1.0 (log index 0, 2 images)" in err
+
+    # the backdoored image listed first: still the one that alerts, diffed against the one of its name
+    _release_of(setup, "1.1", [("boot.img", images.backdoored), ("rx200-1.1.squashfs", images.clean)], capsys)
     code, out, err = _run(setup.args(), capsys)
     assert code == 1, err
     assert "1 new release(s), 2 checked, 0 missing image(s), 1 alert(s)" in out
-    assert f"ALERT {PRODUCT} 1.1 image 2 of 2, aux-1.1.squashfs (log index 1)" in err
+    assert f"ALERT {PRODUCT} 1.1 image 1 of 2, boot.img (log index 1)" in err
     [alert] = _alerts(out)
-    assert alert["release"]["image"] == "aux-1.1.squashfs" and alert["release"]["image_index"] == 1
+    assert alert["release"]["image"] == "boot.img" and alert["release"]["image_index"] == 0
     assert alert["release"]["sha256"] == sha256_file(images.backdoored)
-    assert alert["previous"]["image"] == "aux-1.0.squashfs" and alert["previous"]["version"] == "1.0"
+    assert alert["previous"]["image"] == "boot.img" and alert["previous"]["version"] == "1.0"
     assert {"backdoors", "services"} <= set(alert["change"]["new_failing"])
     assert alert["change"]["firmware"]["files"]["added"] == [EXAMPLE_BACKDOOR]
 
+    # the backdoor moved to the other image: the release fails as the last one did, with the same
+    # findings; nothing is new (an order of images neither makes nor hides a new failure)
+    _release_of(setup, "1.2", [("rx200-1.2.squashfs", images.backdoored), ("boot.img", images.clean)], capsys)
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 0 and "1 new release(s), 2 checked, 0 missing image(s), 0 alert(s)" in out, err
+    # a release whose second image is not in the store is not done, whatever its first image says
+    _release_of(setup, "1.3", [("rx200-1.3.squashfs", images.clean), ("boot.img", images.later)], capsys)
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 0 and "1 new release(s), 1 checked, 1 missing image(s)" in out, err
+
     code, out, _ = _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)
     rows = json.loads(out)
-    assert [(r["version"], r["image_index"], r["image"], bool(r["new_failing"])) for r in rows] == [
-        ("1.0", 0, "rx200-1.0.squashfs", False),
-        ("1.0", 1, "aux-1.0.squashfs", False),
-        ("1.1", 0, "rx200-1.1.squashfs", False),
-        ("1.1", 1, "aux-1.1.squashfs", True),
+    assert [(r["version"], r["image_index"], r["image"], r["state"], bool(r["new_failing"])) for r in rows] == [
+        ("1.0", 0, "rx200-1.0.squashfs", "done", False),
+        ("1.0", 1, "boot.img", "done", False),
+        ("1.1", 0, "boot.img", "done", True),
+        ("1.1", 1, "rx200-1.1.squashfs", "done", False),
+        ("1.2", 0, "rx200-1.2.squashfs", "done", False),
+        ("1.2", 1, "boot.img", "done", False),
+        ("1.3", 0, "rx200-1.3.squashfs", "done", False),
+        ("1.3", 1, "boot.img", "missing", False),
     ]
-    assert rows[2]["previous_id"] == rows[0]["id"] and rows[3]["previous_id"] == rows[1]["id"]
+    ids = {(r["version"], r["image"]): r["id"] for r in rows}
+    previous = {(r["version"], r["image"]): r["previous_id"] for r in rows}
+    assert previous["1.1", "boot.img"] == ids["1.0", "boot.img"]  # the same name, in another place
+    assert previous["1.1", "rx200-1.1.squashfs"] == ids["1.0", "boot.img"]  # no such name: the same place
+    assert previous["1.2", "boot.img"] == ids["1.1", "boot.img"]
+    assert previous["1.2", "rx200-1.2.squashfs"] == ids["1.1", "boot.img"]
     code, out, _ = _run(["history", PRODUCT, "--data", str(setup.data)], capsys)
-    assert code == 0 and "2/2 aux-1.1.squashfs" in out
-    engine, sessions = connect(f"sqlite:///{setup.data / 'nospy.db'}")
-    with sessions() as session:
-        [summary] = history.products(session)
-    engine.dispose()
-    assert summary.releases == 2  # two releases, four images
-    assert summary.latest.image == "aux-1.1.squashfs"  # the latest release's failing image, not its first
+    assert code == 0 and "1/2 boot.img" in out and "4 release(s)" in out
     with running(setup.data) as web:
         auth = bearer(new_token(setup.data, "reader"))
         page = httpx.get(f"{web.url}/history/{PRODUCT}", timeout=30, headers=auth).text
-        assert "2/2 aux-1.1.squashfs" in page and "1/2 rx200-1.1.squashfs" in page
-        [api] = httpx.get(f"{web.url}/api/history", timeout=30, headers=auth).json()
-        assert api["releases"] == 2 and api["latest"]["image_index"] == 1
+        assert "1/2 boot.img" in page and "2/2 rx200-1.1.squashfs" in page and "4 releases" in page
+        [summary] = httpx.get(f"{web.url}/api/history", timeout=30, headers=auth).json()
+    assert summary["releases"] == 4
+    latest = summary["latest"]
+    assert latest["version"] == "1.3" and latest["image"] == "rx200-1.3.squashfs, boot.img"
+    assert latest["state"] == "missing" and latest["checked"] is None and "boot.img: " in latest["problem"]
+
+
+def test_releases_recorded_with_their_first_image_only_are_read_again(
+    setup: Setup, images: Images, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database from before every image of a release was recorded (migration 0006, where a downgrade
+    leaves it): the upgrade has the monitor read the log again, and the images missing are checked."""
+    for image in (images.clean, images.backdoored):
+        shutil.copy(image, setup.store / sha256_file(image))
+    _release_of(setup, "1.0", [("rx200-1.0.squashfs", images.clean), ("boot.img", images.backdoored)], capsys)
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 1 and "1 new release(s), 2 checked, 0 missing image(s), 1 alert(s)" in out, err
+    engine, _ = connect(f"sqlite:///{setup.data / 'nospy.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("nospy.server") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006_rounds")
+    engine.dispose()
+    with sqlite3.connect(setup.data / "nospy.db") as db:
+        assert db.execute("SELECT count(*), max(next_index) FROM monitor_releases, monitor_watches").fetchone() == (
+            1,
+            1,
+        )
+        assert db.execute("SELECT count(*) FROM monitor_alerts").fetchone() == (0,)  # went with its release
+    code, out, err = _run(setup.args(), capsys)
+    assert code == 1, err
+    assert "0 new release(s), 1 checked, 0 missing image(s), 1 alert(s)" in out
+    assert "recorded 1 image(s) of releases read before, which were not recorded then" in err
+    assert f"ALERT {PRODUCT} 1.0 image 2 of 2, boot.img (log index 0)" in err
+    code, out, _ = _run(["history", PRODUCT, "--format", "json", "--data", str(setup.data)], capsys)
+    assert [(r["image"], r["image_count"], r["state"]) for r in json.loads(out)] == [
+        ("rx200-1.0.squashfs", 2, "done"),
+        ("boot.img", 2, "done"),
+    ]
+
+
+def test_a_release_summary_hides_no_image() -> None:
+    """The latest release in a product summary: its images' worst verdicts and all their new failures."""
+    base: dict[str, Any] = {
+        "product": PRODUCT, "version": "2.0", "log_origin": ORIGIN, "log_index": 5, "sha256": "0" * 64,
+        "agreement_id": "a", "problem": None, "found": datetime.now(UTC), "checked": datetime.now(UTC),
+        "previous_id": None, "image_count": 2, "state": "done",
+    }  # fmt: skip
+    first = history.ReleaseRow(
+        **base, id=1, image="a.img", image_index=0, verdicts={"backdoors": "fail", "keys": "pass"}, new_failing=[]
+    )
+    second = history.ReleaseRow(
+        **base, id=2, image="b.img", image_index=1, verdicts={"backdoors": "fail", "keys": "fail"},
+        new_failing=["keys"],
+    )  # fmt: skip
+    merged = history._together([first, second])
+    assert merged.verdicts == {"backdoors": "fail", "keys": "fail"} and merged.new_failing == ["keys"]
+    assert merged.image == "a.img, b.img" and merged.state == "done" and merged.id == 1
 
 
 def test_forked_log_alerts_and_is_never_trusted_again(

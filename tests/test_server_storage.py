@@ -18,7 +18,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from sqlalchemy.exc import IntegrityError
 
 from nospy.server.db import Base, Check, File, MonitorRelease, State, connect, migrate, try_lock
@@ -168,6 +168,7 @@ def _releases_keep_their_rows_and_gain_images(url: str) -> None:
     engine, _ = connect(url)
     migrate(engine, "0006_rounds")
     with engine.begin() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0006_rounds",)]
         conn.exec_driver_sql(
             "INSERT INTO monitor_logs (origin, key, location, size, updated)"
             " VALUES ('log.example', 'k+1', 'http://log.example', 8, '2026-01-01')"
@@ -200,7 +201,11 @@ def test_releases_gain_images_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_releases_gain_images_on_postgresql(postgres: Postgres) -> None:
-    _releases_keep_their_rows_and_gain_images(postgres.url)
+    engine = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:  # a database of its own: the module's is at the newest schema already
+        conn.exec_driver_sql("CREATE DATABASE before_images")
+    engine.dispose()
+    _releases_keep_their_rows_and_gain_images(postgres.url.rsplit("/", 1)[0] + "/before_images")
 
 
 _HOLD = """

@@ -4,8 +4,9 @@
 the evidence that it was released (``software`` clause), through `nospy.evidence.build_sources` and
 `nospy.verify.check`, exactly as ``nospy check --firmware IMAGE --log LOG`` does.
 
-`compare` turns two reports into the change an alert carries: every clause whose status moved, the
-clauses that fail now and did not before (on a product's first release, every failing clause), the
+`compare` turns two reports into the change an alert carries (an image of a release that ships
+several is compared with all the images of the previous release, see `compare`): every clause whose
+status moved, the clauses that fail now and did not before (on a product's first release, every failing clause), the
 findings that are new (by rule, device path and message, as `nospy.firmware.diff` matches them) with
 their evidence, and the firmware diff (files, accounts, services, components) when both images are at
 hand.
@@ -79,6 +80,19 @@ def _failing(report: Report) -> list[Finding]:
     return [f for f in report.findings if f.severity is not Severity.INFO]
 
 
+def _worst(reports: Sequence[Report]) -> dict[str, Status]:
+    """Each clause's status over several images of one release: fail if one fails, else pass if one
+    passes, else what they say (not-checked)."""
+    out: dict[str, Status] = {}
+    rank = {Status.FAIL: 2, Status.PASS: 1}
+    for report in reports:
+        for v in report.verdicts:
+            held = out.get(v.clause.value)
+            if held is None or rank.get(v.status, 0) > rank.get(held, 0):
+                out[v.clause.value] = v.status
+    return out
+
+
 def compare(
     before: Report | None,
     after: Report,
@@ -86,16 +100,24 @@ def compare(
     old_image: Path | None = None,
     new_image: Path | None = None,
     old_problem: str | None = None,
+    others: Sequence[Report] = (),
 ) -> ReleaseChange:
-    """The change from ``before`` (the product's previous release, or None) to ``after``."""
-    old = {v.clause.value: v.status for v in before.verdicts} if before is not None else {}
+    """The change from ``before`` (the product's previous release, or None) to ``after``.
+
+    ``others``: the previous release's other images, when it shipped several. A clause then failed
+    before if it failed in any of them, and a finding is new if none of them had it: which image
+    is which is not said by the release, so no order of images can make a failure look new or old.
+    ``before`` is the one image the firmware diff is taken against.
+    """
+    earlier = [*([before] if before is not None else []), *others]
+    old = _worst(earlier)
     changes = [
         ClauseChange(clause=v.clause.value, before=old.get(v.clause.value), after=v.status)
         for v in after.verdicts
-        if before is None or old.get(v.clause.value) != v.status
+        if not earlier or old.get(v.clause.value) != v.status
     ]
     new_failing = [c.clause for c in changes if c.after is Status.FAIL and c.before is not Status.FAIL]
-    seen = {_key(f) for f in _failing(before)} if before is not None else set()
+    seen = {_key(f) for report in earlier for f in _failing(report)}
     now = {_key(f) for f in _failing(after)}
     firmware: DiffResult | None = None
     problem = old_problem
@@ -106,8 +128,10 @@ def compare(
             problem = f"firmware diff: {exc}"
     elif before is not None and problem is None:
         problem = "the previous release's image is not in the image store"
+    elif before is None and others:
+        problem = "the previous release has no image of this name or in this place to diff against"
     return ReleaseChange(
-        first_release=before is None,
+        first_release=not earlier,
         clauses=changes,
         new_failing=new_failing,
         new_findings=[f for f in _failing(after) if _key(f) not in seen],

@@ -43,7 +43,10 @@ class ProductSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
     product: str
     releases: int = Field(description="Releases (log entries) recorded, whatever their number of images.")
-    latest: ReleaseRow = Field(description="The latest release's image with a failing clause, or else its first image.")
+    latest: ReleaseRow = Field(
+        description="The latest release, its images taken together: per clause the worst verdict, every"
+        " newly failing clause, and its state done only when every image was checked."
+    )
 
 
 def _row(rel: MonitorRelease, watch: MonitorWatch, log: MonitorLog) -> ReleaseRow:
@@ -109,9 +112,34 @@ def products(session: Session) -> list[ProductSummary]:
                 .order_by(MonitorRelease.image_index)
             ).all()
         ]
-        latest = next((r for r in images if "fail" in r.verdicts.values()), images[0])
-        out.append(ProductSummary(product=product, releases=count, latest=latest))
+        out.append(ProductSummary(product=product, releases=count, latest=_together(images)))
     return out
+
+
+_RANK = {"fail": 2, "pass": 1}
+
+
+def _together(images: list[ReleaseRow]) -> ReleaseRow:
+    """The images of one release as one row: no image's failure or missing check is hidden by another."""
+    if len(images) == 1:
+        return images[0]
+    verdicts: dict[str, str] = {}
+    for row in images:
+        for clause, status in row.verdicts.items():
+            if _RANK.get(status, 0) >= _RANK.get(verdicts.get(clause, ""), 0):
+                verdicts[clause] = status
+    waiting = [r for r in images if r.state != "done"]
+    checked = [r.checked for r in images if r.checked is not None]
+    return images[0].model_copy(
+        update={
+            "image": ", ".join(r.image for r in images),
+            "verdicts": verdicts,
+            "new_failing": list(dict.fromkeys(c for r in images for c in r.new_failing)),
+            "state": waiting[0].state if waiting else "done",
+            "problem": next((f"{r.image}: {r.problem}" for r in waiting if r.problem), None),
+            "checked": None if waiting or not checked else max(checked),
+        }
+    )
 
 
 def release(session: Session, release_id: int) -> tuple[ReleaseRow, str | None, str | None] | None:

@@ -10,10 +10,11 @@ A round (`Monitor.run_round`):
    one included under the new checkpoint, and record each image it names (its subjects: a release
    may ship several, and every one is checked), in the same transaction as the checkpoint;
 3. for each recorded release image not yet checked, in log order: find it in the store (by
-   content, see `nospy.monitor.images`), check it (`check_release`), compare it with the image in
-   the same place of the product's previous checked release, store the report and the change, and
-   raise an alert when a clause fails that did not before; an image not in the store yet stays
-   "missing" and is tried again next round;
+   content, see `nospy.monitor.images`), check it (`check_release`), compare it with the product's
+   previous checked release (all its images: a clause that failed in none of them and fails now is
+   new, whatever order the vendor lists images in) and diff it against the image of the same name or
+   else in the same place, store the report and the change, and raise an alert when a clause fails
+   that did not before; an image not in the store yet stays "missing" and is tried again next round;
 4. deliver the alerts not yet delivered (the outbox), to the webhook if one is set.
 
 Nothing is lost on a crash: every step commits what it finished, and the next round picks up the
@@ -391,13 +392,33 @@ class Monitor:
             )
         # the releases and the checkpoint they were proved under are kept together, or not at all
         with self.sessions.begin() as s:
-            s.add_all(found)
+            # entries read again (a database from before every image of a release was recorded, whose
+            # watches migration 0007 sends back to their first release) add only the images missing
+            had = {
+                (r.log_index, r.image_index): r
+                for r in s.scalars(
+                    select(MonitorRelease).where(
+                        MonitorRelease.watch_id == watch_id,
+                        MonitorRelease.log_index.in_({r.log_index for r in found}),
+                    )
+                )
+            }
+            for row in found:
+                old = had.get((row.log_index, row.image_index))
+                if old is None:
+                    s.add(row)
+                else:
+                    old.image_count = row.image_count
             watch = s.get_one(MonitorWatch, watch_id)
             watch.next_index = max(watch.next_index, cp.size)
             log = s.get_one(MonitorLog, log_id)
             log.checkpoint, log.size, log.location = st.signed.note, cp.size, self.location
+        seen = {index for index, _ in had}
+        added = sum(r.log_index in seen and (r.log_index, r.image_index) not in had for r in found)
+        if added:
+            self.say(f"recorded {added} image(s) of releases read before, which were not recorded then")
         for row in found:
-            if row.image_index == 0:
+            if row.image_index == 0 and row.log_index not in seen:
                 result.new_releases.append(_release_label(row, image=False))
                 self.say(f"new release {_release_label(row, image=False)}")
 
@@ -430,19 +451,27 @@ class Monitor:
                 result.missing.append(f"{label}: {found.problem}")
                 self.say(f"missing: {label}: {found.problem}")
                 return
-            previous = s.scalars(
+            earlier = (
+                MonitorRelease.watch_id == rel.watch_id,
+                MonitorRelease.product == rel.product,
+                MonitorRelease.state == ReleaseState.DONE,
+            )
+            last = s.scalar(
+                select(func.max(MonitorRelease.log_index)).where(*earlier, MonitorRelease.log_index < rel.log_index)
+            )
+            # the previous release's checked images: this one is compared with all of them (see
+            # `compare`), and diffed against the one of the same name, or else in the same place
+            images = s.scalars(
                 select(MonitorRelease)
-                .where(
-                    MonitorRelease.watch_id == rel.watch_id,
-                    MonitorRelease.product == rel.product,
-                    MonitorRelease.image_index == rel.image_index,  # a release's n-th image follows the n-th
-                    MonitorRelease.state == ReleaseState.DONE,
-                    MonitorRelease.log_index < rel.log_index,
-                )
-                .order_by(MonitorRelease.log_index.desc())
-            ).first()
+                .where(*earlier, MonitorRelease.log_index == last)
+                .order_by(MonitorRelease.image_index)
+            ).all()
+            previous = next((r for r in images if r.image_name == rel.image_name), None) or next(
+                (r for r in images if r.image_index == rel.image_index), None
+            )
             this, before_row = _describe(rel), _describe(previous) if previous is not None else None
             before_json = previous.report_json if previous is not None else None
+            others_json = [r.report_json for r in images if r is not previous and r.report_json]
             origin = _origin(rel, s)
         self.say(f"checking {label}")
         report = check_release(
@@ -467,7 +496,10 @@ class Monitor:
         if before_row is not None:
             old = self.store.find(before_row["sha256"], before_row["image"])
             old_image, old_problem = old.path, old.problem
-        change = compare(before, report, old_image=old_image, new_image=found.path, old_problem=old_problem)
+        others = [Report.model_validate_json(j) for j in others_json]
+        change = compare(
+            before, report, old_image=old_image, new_image=found.path, old_problem=old_problem, others=others
+        )
         verdicts = {v.clause.value: v.status.value for v in report.verdicts}
         with self.sessions.begin() as s:
             rel = s.get_one(MonitorRelease, release_id)
