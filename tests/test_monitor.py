@@ -42,7 +42,7 @@ from nospy.ledger.storage import LogWriter, init_log
 from nospy.monitor import Monitor, follow, history
 from nospy.monitor import run as monitor_run
 from nospy.monitor.images import HttpStore, find_image
-from nospy.server.db import connect, migrate
+from nospy.server.db import MonitorLog, MonitorRelease, MonitorWatch, connect, migrate
 from serverlib import EXAMPLE_AGREEMENT, bearer, new_token, running
 
 ORIGIN = "log.acme.example/rx200"
@@ -444,8 +444,9 @@ def test_releases_recorded_with_their_first_image_only_are_read_again(
     for image in (images.clean, images.backdoored):
         shutil.copy(image, setup.store / sha256_file(image))
     _release_of(setup, "1.0", [("rx200-1.0.squashfs", images.clean), ("boot.img", images.backdoored)], capsys)
+    _release_of(setup, "1.1", [("rx200-1.1.squashfs", images.clean)], capsys)
     code, out, err = _run(setup.args(), capsys)
-    assert code == 1 and "1 new release(s), 2 checked, 0 missing image(s), 1 alert(s)" in out, err
+    assert code == 1 and "2 new release(s), 3 checked, 0 missing image(s), 1 alert(s)" in out, err
     engine, _ = connect(f"sqlite:///{setup.data / 'nospy.db'}")
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("nospy.server") / "migrations"))
@@ -454,10 +455,8 @@ def test_releases_recorded_with_their_first_image_only_are_read_again(
         command.downgrade(cfg, "0006_rounds")
     engine.dispose()
     with sqlite3.connect(setup.data / "nospy.db") as db:
-        assert db.execute("SELECT count(*), max(next_index) FROM monitor_releases, monitor_watches").fetchone() == (
-            1,
-            1,
-        )
+        counts = db.execute("SELECT count(*), max(next_index) FROM monitor_releases, monitor_watches").fetchone()
+        assert counts == (2, 2)
         assert db.execute("SELECT count(*) FROM monitor_alerts").fetchone() == (0,)  # went with its release
     code, out, err = _run(setup.args(), capsys)
     assert code == 1, err
@@ -468,7 +467,56 @@ def test_releases_recorded_with_their_first_image_only_are_read_again(
     assert [(r["image"], r["image_count"], r["state"]) for r in json.loads(out)] == [
         ("rx200-1.0.squashfs", 2, "done"),
         ("boot.img", 2, "done"),
+        ("rx200-1.1.squashfs", 1, "done"),
     ]
+    engine, sessions = connect(f"sqlite:///{setup.data / 'nospy.db'}")
+    with sessions() as session:
+        [summary] = history.products(session)
+    engine.dispose()
+    assert (summary.releases, summary.latest.version) == (2, "1.1")  # not 1.0, whose image was added last
+
+
+def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> None:
+    """A pending image's diff reads an image of the release before it (by name, or else place), which
+    may not be the latest checked image in its place: it is kept; images no release needs go."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    v, x, y, z, w, q = (c * 64 for c in "abcdef")
+    with sessions.begin() as s:
+        log = MonitorLog(origin=ORIGIN, key="k", location="l", size=3)
+        s.add(log)
+        s.flush()
+        watch = MonitorWatch(log_id=log.id, agreement_id="a", agreement_sha256="b", next_index=3)
+        s.add(watch)
+        s.flush()
+        for index, place, name, sha256, state in (
+            (0, 0, "boot.img", v, "done"),
+            (1, 0, "boot.img", x, "done"),
+            (1, 1, "main.img", y, "done"),
+            (2, 0, "main.img", z, "done"),  # the images reordered: boot.img is now second, not checked yet
+            (2, 1, "boot.img", w, "pending"),
+        ):
+            s.add(MonitorRelease(watch_id=watch.id, log_index=index, product=PRODUCT, version=str(index),
+                                 sha256=sha256, image_name=name, image_index=place, image_count=2, tree_size=3,
+                                 state=state))  # fmt: skip
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for digest in (v, x, y, z, q):
+        (downloads / digest).write_bytes(b"x")
+    said: list[str] = []
+    monitor = Monitor(
+        sessions,
+        log=setup.url,
+        log_key=setup.log_key.verifier,
+        agreement=load_agreement(EXAMPLE_AGREEMENT),
+        images="http://127.0.0.1:9/",
+        downloads=downloads,
+        say=said.append,
+    )
+    monitor._prune()
+    assert sorted(p.name for p in downloads.iterdir()) == sorted([x, y, z])  # v and q: no release needs them
+    assert said == ["deleted 2 fetched image(s) no release needs any more"]
+    engine.dispose()
 
 
 def test_a_release_summary_hides_no_image() -> None:

@@ -96,7 +96,9 @@ def products(session: Session) -> list[ProductSummary]:
         select(
             MonitorRelease.product,
             func.count().filter(MonitorRelease.image_index == 0),  # each release has one first image
-            func.max(MonitorRelease.id),
+            # the latest release by its first image: rows of later images may be added to old releases
+            # (a database from before they were recorded is read again, see migration 0007)
+            func.max(MonitorRelease.id).filter(MonitorRelease.image_index == 0),
         )
         .group_by(MonitorRelease.product)
         .order_by(MonitorRelease.product)

@@ -262,30 +262,42 @@ class Monitor:
     def _prune(self) -> None:
         """Delete the images fetched over HTTP that no release needs any more.
 
-        Kept: the image of every release not checked yet (pending, missing) and of the latest checked
-        release of each watch, product and image place (the next release's diff reads it). This covers
-        every monitor that shares the database (and with it the data folder's ``images/``); one in a
-        round on another log needs only images of its pending releases and their predecessors.
+        Kept: the images of releases not checked yet (pending, missing); for each of those, every
+        checked image of the release before it (its diff reads one of them, by name or place, see
+        `_check_one`); and every checked image of each watch and product's latest release (the next
+        release's diff). This covers every monitor that shares the database (and with it the data
+        folder's ``images/``).
         """
         if not isinstance(self.store, HttpStore):
             return
-        done = MonitorRelease.state == ReleaseState.DONE
-        place = (MonitorRelease.watch_id, MonitorRelease.product, MonitorRelease.image_index)
-        last = select(*place, func.max(MonitorRelease.log_index).label("last")).where(done).group_by(*place).subquery()
+        waiting = {ReleaseState.PENDING, ReleaseState.MISSING}
+        # (watch, product) -> log index -> checked images; and the log indexes still waiting
+        done: dict[tuple[int, str], dict[int, set[str]]] = {}
+        pending: dict[tuple[int, str], set[int]] = {}
+        keep: set[str] = set()
         with self.sessions() as s:
-            keep = set(
-                s.scalars(
-                    select(MonitorRelease.sha256).join(
-                        last,
-                        (MonitorRelease.watch_id == last.c.watch_id)
-                        & (MonitorRelease.product == last.c.product)
-                        & (MonitorRelease.image_index == last.c.image_index)
-                        & (MonitorRelease.log_index == last.c.last),
-                    )
+            rows = s.execute(
+                select(
+                    MonitorRelease.watch_id,
+                    MonitorRelease.product,
+                    MonitorRelease.log_index,
+                    MonitorRelease.state,
+                    MonitorRelease.sha256,
                 )
-            )
-            waiting = MonitorRelease.state.in_([ReleaseState.PENDING, ReleaseState.MISSING])
-            keep.update(s.scalars(select(MonitorRelease.sha256).where(waiting)))
+            ).all()
+        for watch_id, product, index, state, sha256 in rows:
+            if state == ReleaseState.DONE:
+                done.setdefault((watch_id, product), {}).setdefault(index, set()).add(sha256)
+            elif state in waiting:
+                keep.add(sha256)
+                pending.setdefault((watch_id, product), set()).add(index)
+        for line, releases in done.items():
+            indexes = sorted(releases)
+            keep.update(releases[indexes[-1]])
+            for index in pending.get(line, ()):
+                before = [i for i in indexes if i < index]
+                if before:
+                    keep.update(releases[before[-1]])
         try:
             gone = self.store.prune(keep)
         except OSError as exc:
