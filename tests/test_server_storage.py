@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import IntegrityError
 
+from nospy import keys
+from nospy.agreement import load as load_agreement
+from nospy.monitor import Monitor
+from nospy.monitor import run as monitor_run
 from nospy.server.db import Base, Check, File, MonitorRelease, State, connect, migrate, try_lock
 from nospy.server.jobs import CHECK_WORKER, UPLOAD_WORKER, ProcessRunner, Validators, recover, run_one
 from nospy.server.store import BlobStore
@@ -206,6 +211,32 @@ def test_releases_gain_images_on_postgresql(postgres: Postgres) -> None:
         conn.exec_driver_sql("CREATE DATABASE before_images")
     engine.dispose()
     _releases_keep_their_rows_and_gain_images(postgres.url.rsplit("/", 1)[0] + "/before_images")
+
+
+def test_a_stuck_round_is_judged_by_the_database_clock(
+    postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitors on several hosts share PostgreSQL: a round's sign of life is written and judged by the
+    server's clock, so a holder whose clock is two hours behind is not taken for hung, and a round
+    quiet for two hours by the server's clock is, whatever the hosts' clocks say."""
+    engine, sessions = connect(postgres.url)
+    migrate(engine)
+    key = keys.generate("log.example/clock").verifier
+
+    def monitor() -> Monitor:
+        agreement = load_agreement(EXAMPLE_AGREEMENT)
+        return Monitor(sessions, log="http://127.0.0.1:9/", log_key=key, agreement=agreement, images=tmp_path)
+
+    holder, other = monitor(), monitor()
+    with monkeypatch.context() as m:
+        m.setattr(monitor_run, "now", lambda: datetime.now(UTC) - timedelta(hours=2))  # the holder's host
+        holder._begin_round()
+    assert other._stuck() is None
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE monitor_rounds SET progress = clock_timestamp() - interval '2 hours'")
+    stuck = other._stuck()
+    assert stuck is not None and "has shown no progress for 720" in stuck
+    engine.dispose()
 
 
 _HOLD = """

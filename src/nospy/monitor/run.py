@@ -36,7 +36,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from nospy.server.db import (
     MonitorRelease,
     MonitorRound,
     MonitorWatch,
+    database_now,
     now,
     try_lock,
 )
@@ -184,7 +185,7 @@ class Monitor:
                 row = MonitorRound(lock=self._lock)
                 s.add(row)
             row.token, row.holder = self._token, f"process {os.getpid()} on {socket.gethostname()}"
-            row.started = row.progress = now()
+            row.started = row.progress = database_now(s)
         self._alive_at = time.monotonic()
 
     def _alive(self) -> None:
@@ -192,7 +193,7 @@ class Monitor:
         if time.monotonic() - self._alive_at < _PROGRESS_EVERY:
             return
         with self.sessions.begin() as s:
-            s.execute(update(MonitorRound).where(*self._mine()).values(progress=now()))
+            s.execute(update(MonitorRound).where(*self._mine()).values(progress=database_now(s)))
         self._alive_at = time.monotonic()
 
     def _stuck(self) -> str | None:
@@ -201,26 +202,27 @@ class Monitor:
         A stale row is read again after `_TAKEOVER_GRACE`: it may be one a killed monitor left, in the
         moment between another monitor taking the lock and taking the row over.
         """
-        first = self._round_row()
-        if first is None or not self._quiet(first):
+        first, clock = self._round_row()
+        if first is None or not self._quiet(first, clock):
             return None  # it is just starting, or it has shown life
         time.sleep(_TAKEOVER_GRACE)
-        row = self._round_row()
-        if row is None or row.token != first.token or not self._quiet(row):
+        row, clock = self._round_row()
+        if row is None or row.token != first.token or not self._quiet(row, clock):
             return None
-        quiet = now() - row.progress
+        quiet = clock - row.progress
         return (
             f"the round held by {row.holder} since {row.started.isoformat(timespec='seconds')} has shown no"
             f" progress for {int(quiet.total_seconds())} s (more than {self.stale_after:g} s): it may be hung;"
             " no round of this log runs until it ends"
         )
 
-    def _round_row(self) -> MonitorRound | None:
+    def _round_row(self) -> tuple[MonitorRound | None, datetime]:
+        """The round row, and the time now by the clock its sign of life was written with."""
         with self.sessions() as s:
-            return s.get(MonitorRound, self._lock)
+            return s.get(MonitorRound, self._lock), database_now(s)
 
-    def _quiet(self, row: MonitorRound) -> bool:
-        return now() - row.progress > timedelta(seconds=self.stale_after)
+    def _quiet(self, row: MonitorRound, clock: datetime) -> bool:
+        return clock - row.progress > timedelta(seconds=self.stale_after)
 
     def _round(self, result: RoundResult) -> None:
         source = open_source(self.location)

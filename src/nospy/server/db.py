@@ -30,10 +30,12 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 __all__ = [
     "Analysis",
@@ -50,6 +52,7 @@ __all__ = [
     "State",
     "Token",
     "connect",
+    "database_now",
     "migrate",
     "now",
     "try_lock",
@@ -58,6 +61,17 @@ __all__ = [
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def database_now(session: Session) -> datetime:
+    """The database server's clock where it has one of its own (PostgreSQL), else this host's (SQLite
+    is a file on this host): times that processes on several hosts write and compare (a monitor
+    round's sign of life) are all read from one clock, whatever the hosts' clocks say."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(select(func.clock_timestamp()))  # now() is the transaction's start
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+    return now()
 
 
 class State(StrEnum):
