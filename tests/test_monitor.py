@@ -503,6 +503,7 @@ def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> 
     downloads.mkdir()
     for digest in (v, x, y, z, q):
         (downloads / digest).write_bytes(b"x")
+        os.utime(downloads / digest, (time.time() - 3600, time.time() - 3600))
     said: list[str] = []
     monitor = Monitor(
         sessions,
@@ -517,6 +518,28 @@ def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> 
     assert sorted(p.name for p in downloads.iterdir()) == sorted([x, y, z])  # v and q: no release needs them
     assert said == ["deleted 2 fetched image(s) no release needs any more"]
     engine.dispose()
+
+
+def test_the_latest_release_is_the_furthest_in_the_log(tmp_path: Path) -> None:
+    """Releases recorded out of log order (a log read again finds one never recorded): the summary's
+    latest release is the one furthest in the log, not the one recorded last."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(engine)
+    with sessions.begin() as s:
+        log = MonitorLog(origin=ORIGIN, key="k", location="l", size=3)
+        s.add(log)
+        s.flush()
+        watch = MonitorWatch(log_id=log.id, agreement_id="a", agreement_sha256="b", next_index=3)
+        s.add(watch)
+        s.flush()
+        for index in (0, 2, 1):
+            s.add(MonitorRelease(watch_id=watch.id, log_index=index, product=PRODUCT, version=f"1.{index}",
+                                 sha256=str(index) * 64, image_name="fw.img", tree_size=3, state="done"))  # fmt: skip
+            s.flush()
+    with sessions() as s:
+        [summary] = history.products(s)
+    engine.dispose()
+    assert (summary.releases, summary.latest.version) == (3, "1.2")
 
 
 def test_a_release_summary_hides_no_image() -> None:
@@ -941,15 +964,18 @@ def test_images_fetched_from_a_web_store(setup: Setup, images: Images, capsys: p
         assert code == 1, err  # 1.1 fails the no-backdoor clause that 1.0 passed
         assert "3 new release(s), 2 checked, 1 missing image(s), 1 alert(s)" in out, out
         assert f"{url}{images.later.name} has sha256 {clean}" in err
-        # 1.0's image went once 1.1 had been diffed against it: only the latest checked one is kept
-        # (1.2 will be diffed against it), and no partial download is left
-        assert [p.name for p in kept.iterdir()] == [bad]
-        assert "deleted 1 fetched image(s) no release needs any more" in err
+        # both kept (no partial download left): images fetched or used within 10 minutes are not pruned
+        assert sorted(p.name for p in kept.iterdir()) == sorted([clean, bad])
+        for path in kept.iterdir():
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
         (web / images.later.name).write_bytes(images.later.read_bytes())
         shutil.rmtree(web / bad[:2])  # 1.2 is diffed against 1.1, whose image is now read from the data folder
         code, out, err = _run(args, capsys)
         assert code == 0 and "0 new release(s), 1 checked, 0 missing" in out, err
-        assert [p.name for p in kept.iterdir()] == [later] and sha256_file(kept / later) == later
+        # 1.0's image is gone: only the latest checked release's is needed (the next one is diffed
+        # against it); 1.1's, read in this round, stays until it has not been used for a while
+        assert "deleted 1 fetched image(s) no release needs any more" in err
+        assert sorted(p.name for p in kept.iterdir()) == sorted([bad, later]) and sha256_file(kept / later) == later
     with sqlite3.connect(setup.data / "nospy.db") as db:
         [(diff,)] = db.execute("SELECT diff_json FROM monitor_releases WHERE version = '1.2'").fetchall()
     change = json.loads(diff)
@@ -1000,10 +1026,12 @@ def test_web_store_limits_and_errors(tmp_path: Path) -> None:
     HttpStore("http://127.0.0.1:9/", downloads)
     assert sorted(p.name for p in downloads.iterdir()) == [".part-live"]
     # pruning deletes fetched images not kept, and nothing else (a download in progress, other files)
-    for name in ("a" * 64, "b" * 64, "notes.txt"):
+    for name in ("a" * 64, "b" * 64, "c" * 64, "notes.txt"):
         (downloads / name).write_bytes(b"x")
+        if name != "c" * 64:  # c was fetched (or used) just now
+            os.utime(downloads / name, (time.time() - 3600, time.time() - 3600))
     assert HttpStore("http://127.0.0.1:9/", downloads).prune({"b" * 64}) == ["a" * 64]
-    assert sorted(p.name for p in downloads.iterdir()) == [".part-live", "b" * 64, "notes.txt"]
+    assert sorted(p.name for p in downloads.iterdir()) == [".part-live", "b" * 64, "c" * 64, "notes.txt"]
     found = HttpStore("http://127.0.0.1:9/", tmp_path / "dl2").find(digest, "fw.bin")
     assert found.path is None and found.problem is not None and "Connection refused" in found.problem
     with pytest.raises(InputError, match="not an http"):

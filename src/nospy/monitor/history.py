@@ -96,16 +96,20 @@ def products(session: Session) -> list[ProductSummary]:
         select(
             MonitorRelease.product,
             func.count().filter(MonitorRelease.image_index == 0),  # each release has one first image
-            # the latest release by its first image: rows of later images may be added to old releases
-            # (a database from before they were recorded is read again, see migration 0007)
-            func.max(MonitorRelease.id).filter(MonitorRelease.image_index == 0),
         )
         .group_by(MonitorRelease.product)
         .order_by(MonitorRelease.product)
     ).all()
     out = []
-    for product, count, last_id in counts:
-        last = session.get_one(MonitorRelease, last_id)
+    for product, count in counts:
+        # the latest release is the one furthest in its log, not the row added last: a log read again
+        # (a database from before every image was recorded, see migration 0007) adds old releases
+        last = session.scalars(
+            select(MonitorRelease)
+            .where(MonitorRelease.product == product, MonitorRelease.image_index == 0)
+            .order_by(MonitorRelease.log_index.desc(), MonitorRelease.id.desc())
+            .limit(1)
+        ).one()
         images = [
             _row(r, w, lg)
             for r, w, lg in session.execute(

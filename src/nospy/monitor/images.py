@@ -141,8 +141,9 @@ class HttpStore:
     def find(self, sha256: str, name: str) -> Lookup:
         names = _names(sha256, name)
         kept = self.downloads / sha256
-        with contextlib.suppress(InputError):
+        with contextlib.suppress(InputError, OSError):
             if kept.is_file() and sha256_file(kept) == sha256:
+                os.utime(kept)  # in use: not pruned for a while (see `prune`)
                 return Lookup(kept)
         problems: list[str] = []
         urls = [f"{self.prefix}/{quote(rel)}" for rel in names]
@@ -168,16 +169,20 @@ class HttpStore:
             problem += "; " + "; ".join(problems)
         return Lookup(None, problem)
 
-    def prune(self, keep: set[str]) -> list[str]:
+    def prune(self, keep: set[str], *, grace: float = _STALE_PART) -> list[str]:
         """Delete the fetched images whose SHA-256 is not in ``keep``; the digests deleted.
 
-        Only files named by a SHA-256 are touched (a download in progress is a ``.part-*`` file); the
-        web server stays the images' source, so an image needed again is fetched again.
+        Only files named by a SHA-256 are touched (a download in progress is a ``.part-*`` file), and
+        only those not fetched or found (`find`) within ``grace`` seconds: another monitor sharing the
+        folder may have just recorded a release of that image, after ``keep`` was read. The web
+        server stays the images' source, so an image needed again is fetched again.
         """
         gone = []
         for path in self.downloads.iterdir():
             if _SHA256.fullmatch(path.name) and path.name not in keep:
                 with contextlib.suppress(FileNotFoundError):  # another monitor pruned it first
+                    if time.time() - path.stat().st_mtime <= grace:
+                        continue
                     path.unlink()
                     gone.append(path.name)
         return gone

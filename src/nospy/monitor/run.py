@@ -26,6 +26,7 @@ checks releases) for longer than ``stale_after``: it is then said to be stuck, f
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -297,9 +298,8 @@ class Monitor:
             indexes = sorted(releases)
             keep.update(releases[indexes[-1]])
             for index in pending.get(line, ()):
-                before = [i for i in indexes if i < index]
-                if before:
-                    keep.update(releases[before[-1]])
+                if (at := bisect.bisect_left(indexes, index)) > 0:  # the release before it
+                    keep.update(releases[indexes[at - 1]])
         try:
             gone = self.store.prune(keep)
         except OSError as exc:
