@@ -211,7 +211,10 @@ def main() -> int:
     # (c) the same without the cache: every image analysed in full, so the work is what Ray fans out
     fleet_nocache = work / "fleet-no-cache.json"
     t_nocache, _ = fleet_run(images, fleet_nocache, data, "(c) nospy fleet scan --no-cache", "--no-cache")
-    print(f"    (c) against (a), the same work on {cores} cores: {t_single / t_nocache:.1f}x")
+    print(
+        f"    (c) against (a): {t_single / t_nocache:.1f}x (one process scanning on {cores} cores, instead of"
+        f" {len(paths)} processes one after another)"
+    )
     print(f"load average (1, 5, 15 min) after (a): {_load(load_single)}; after (b): {_load(load_fleet)}")
 
     for out in (fleet_out, fleet_nocache):
