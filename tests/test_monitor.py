@@ -27,6 +27,7 @@ import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from nospy import dsse, keys
@@ -476,12 +477,10 @@ def test_releases_recorded_with_their_first_image_only_are_read_again(
     assert (summary.releases, summary.latest.version) == (2, "1.1")  # not 1.0, whose image was added last
 
 
-def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> None:
-    """A pending image's diff reads an image of the release before it (by name, or else place), which
-    may not be the latest checked image in its place: it is kept; images no release needs go."""
-    engine, sessions = connect(f"sqlite:///{tmp_path / 'p.db'}")
+def _one_watch(tmp_path: Path) -> tuple[Engine, sessionmaker[Session], int]:
+    """A new database holding one log and one watch of it: its engine, sessions and the watch's id."""
+    engine, sessions = connect(f"sqlite:///{tmp_path / 'one-watch.db'}")
     migrate(engine)
-    v, x, y, z, w, q = (c * 64 for c in "abcdef")
     with sessions.begin() as s:
         log = MonitorLog(origin=ORIGIN, key="k", location="l", size=3)
         s.add(log)
@@ -489,6 +488,15 @@ def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> 
         watch = MonitorWatch(log_id=log.id, agreement_id="a", agreement_sha256="b", next_index=3)
         s.add(watch)
         s.flush()
+        return engine, sessions, watch.id
+
+
+def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> None:
+    """A pending image's diff reads an image of the release before it (by name, or else place), which
+    may not be the latest checked image in its place: it is kept; images no release needs go."""
+    engine, sessions, watch_id = _one_watch(tmp_path)
+    v, x, y, z, w, q = (c * 64 for c in "abcdef")
+    with sessions.begin() as s:
         for index, place, name, sha256, state in (
             (0, 0, "boot.img", v, "done"),
             (1, 0, "boot.img", x, "done"),
@@ -496,7 +504,7 @@ def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> 
             (2, 0, "main.img", z, "done"),  # the images reordered: boot.img is now second, not checked yet
             (2, 1, "boot.img", w, "pending"),
         ):
-            s.add(MonitorRelease(watch_id=watch.id, log_index=index, product=PRODUCT, version=str(index),
+            s.add(MonitorRelease(watch_id=watch_id, log_index=index, product=PRODUCT, version=str(index),
                                  sha256=sha256, image_name=name, image_index=place, image_count=2, tree_size=3,
                                  state=state))  # fmt: skip
     downloads = tmp_path / "downloads"
@@ -523,17 +531,10 @@ def test_pruning_keeps_what_a_diff_still_needs(setup: Setup, tmp_path: Path) -> 
 def test_the_latest_release_is_the_furthest_in_the_log(tmp_path: Path) -> None:
     """Releases recorded out of log order (a log read again finds one never recorded): the summary's
     latest release is the one furthest in the log, not the one recorded last."""
-    engine, sessions = connect(f"sqlite:///{tmp_path / 'h.db'}")
-    migrate(engine)
+    engine, sessions, watch_id = _one_watch(tmp_path)
     with sessions.begin() as s:
-        log = MonitorLog(origin=ORIGIN, key="k", location="l", size=3)
-        s.add(log)
-        s.flush()
-        watch = MonitorWatch(log_id=log.id, agreement_id="a", agreement_sha256="b", next_index=3)
-        s.add(watch)
-        s.flush()
         for index in (0, 2, 1):
-            s.add(MonitorRelease(watch_id=watch.id, log_index=index, product=PRODUCT, version=f"1.{index}",
+            s.add(MonitorRelease(watch_id=watch_id, log_index=index, product=PRODUCT, version=f"1.{index}",
                                  sha256=str(index) * 64, image_name="fw.img", tree_size=3, state="done"))  # fmt: skip
             s.flush()
     with sessions() as s:
