@@ -7,8 +7,9 @@ them by identifier; `rule()` refuses an identifier that is not declared.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,7 @@ __all__ = [
     "Status",
     "Verdict",
     "rule",
+    "worst_verdicts",
 ]
 
 
@@ -169,6 +171,22 @@ class Status(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     FAIL = "fail"
     NOT_CHECKED = "not-checked"
+
+
+_S = TypeVar("_S", bound=str)  # a Status, or its value as stored
+_VERDICT_RANK: dict[str, int] = {Status.FAIL: 2, Status.PASS: 1}  # a Status equals its value
+
+
+def worst_verdicts(verdicts: Iterable[Mapping[str, _S]]) -> dict[str, _S]:
+    """Each clause's status over several verdicts on it (the images of one release): fail if one
+    fails, else pass if one passes, else the first given (not-checked)."""
+    out: dict[str, _S] = {}
+    for one in verdicts:
+        for clause, status in one.items():
+            held = out.get(clause)
+            if held is None or _VERDICT_RANK.get(status, 0) > _VERDICT_RANK.get(held, 0):
+                out[clause] = status
+    return out
 
 
 class Verdict(_Frozen):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nospy.agreement import Agreement
 from nospy.errors import InputError
 from nospy.evidence import SourceOptions, build_sources
-from nospy.findings import Finding, Report, Severity, Status, Target
+from nospy.findings import Finding, Report, Severity, Status, Target, worst_verdicts
 from nospy.firmware.cache import ContentCache
 from nospy.firmware.diff import DiffResult, diff_reports
 from nospy.keys import VerifierKey
@@ -80,19 +80,6 @@ def _failing(report: Report) -> list[Finding]:
     return [f for f in report.findings if f.severity is not Severity.INFO]
 
 
-def _worst(reports: Sequence[Report]) -> dict[str, Status]:
-    """Each clause's status over several images of one release: fail if one fails, else pass if one
-    passes, else what they say (not-checked)."""
-    out: dict[str, Status] = {}
-    rank = {Status.FAIL: 2, Status.PASS: 1}
-    for report in reports:
-        for v in report.verdicts:
-            held = out.get(v.clause.value)
-            if held is None or rank.get(v.status, 0) > rank.get(held, 0):
-                out[v.clause.value] = v.status
-    return out
-
-
 def compare(
     before: Report | None,
     after: Report,
@@ -110,7 +97,7 @@ def compare(
     ``before`` is the one image the firmware diff is taken against.
     """
     earlier = [*([before] if before is not None else []), *others]
-    old = _worst(earlier)
+    old = worst_verdicts({v.clause.value: v.status for v in r.verdicts} for r in earlier)
     changes = [
         ClauseChange(clause=v.clause.value, before=old.get(v.clause.value), after=v.status)
         for v in after.verdicts

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from nospy.findings import worst_verdicts
 from nospy.server.db import MonitorLog, MonitorRelease, MonitorWatch
 
 __all__ = ["ProductSummary", "ReleaseRow", "products", "release", "releases"]
@@ -122,24 +123,16 @@ def products(session: Session) -> list[ProductSummary]:
     return out
 
 
-_RANK = {"fail": 2, "pass": 1}
-
-
 def _together(images: list[ReleaseRow]) -> ReleaseRow:
     """The images of one release as one row: no image's failure or missing check is hidden by another."""
     if len(images) == 1:
         return images[0]
-    verdicts: dict[str, str] = {}
-    for row in images:
-        for clause, status in row.verdicts.items():
-            if _RANK.get(status, 0) >= _RANK.get(verdicts.get(clause, ""), 0):
-                verdicts[clause] = status
     waiting = [r for r in images if r.state != "done"]
     checked = [r.checked for r in images if r.checked is not None]
     return images[0].model_copy(
         update={
             "image": ", ".join(r.image for r in images),
-            "verdicts": verdicts,
+            "verdicts": worst_verdicts(r.verdicts for r in images),
             "new_failing": list(dict.fromkeys(c for r in images for c in r.new_failing)),
             "state": waiting[0].state if waiting else "done",
             "problem": next((f"{r.image}: {r.problem}" for r in waiting if r.problem), None),
